@@ -1,0 +1,28 @@
+//! Shared vocabulary of audiomill.
+//!
+//! Owns: prefixed ids ([`JobId`], [`UploadId`], …), the typed operations and their options
+//! ([`Operation`], [`JobSpec`]), job states ([`JobState`]) and stable error codes
+//! ([`ErrorCode`]), the limits every engine enforces ([`Limits`]), the description of a probed
+//! file ([`MediaInfo`]) and the API key format ([`key`]).
+//!
+//! Must not depend on: any other audiomill crate, an async runtime, a database or HTTP. Every
+//! other crate depends on this one, so it stays small and free of I/O. User input is parsed into
+//! these types at the edge (HTTP, CLI); past that point the rest of the code trusts them.
+
+pub mod error;
+pub mod id;
+pub mod job;
+pub mod key;
+pub mod limits;
+pub mod media;
+pub mod operation;
+
+pub use error::{ErrorCode, JobError};
+pub use id::{AccountId, ArtifactId, IdError, JobId, KeyId, UploadId};
+pub use job::{JobState, ParseStateError};
+pub use limits::Limits;
+pub use media::MediaInfo;
+pub use operation::{
+    AnalyzeOptions, AudioFormat, ConvertOptions, InputRef, JobRequest, JobSpec, Operation,
+    OperationKind, OutputSpec, SpecError,
+};

@@ -1,0 +1,179 @@
+//! Records the store reads and writes.
+
+use audiomill_core::{
+    AccountId, ArtifactId, InputRef, JobError, JobId, JobState, KeyId, MediaInfo, OperationKind,
+    OutputSpec, UploadId,
+};
+use chrono::{DateTime, Utc};
+
+/// A tenant: owns keys, uploads, jobs and artifacts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Account {
+    pub id: AccountId,
+    /// Unique, human-chosen name.
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A stored API key: never the key itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRecord {
+    pub id: KeyId,
+    pub account_id: AccountId,
+    /// Human label given at creation.
+    pub name: String,
+    /// First characters of the key, for listings.
+    pub display_prefix: String,
+    /// Hex SHA-256 of the key; unique.
+    pub hash: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// An uploaded input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upload {
+    pub id: UploadId,
+    pub account_id: AccountId,
+    /// Where the bytes are in blob storage (server-generated).
+    pub blob_key: String,
+    /// File name the client sent, for display only (never a path).
+    pub filename: Option<String>,
+    pub size: u64,
+    /// Hex SHA-256 of the bytes.
+    pub sha256: String,
+    pub media: MediaInfo,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A file a job produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Artifact {
+    pub id: ArtifactId,
+    pub account_id: AccountId,
+    pub job_id: JobId,
+    /// Download file name, e.g. `song.mp3`.
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+    pub blob_key: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A job to insert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    pub id: JobId,
+    pub account_id: AccountId,
+    pub operation: OperationKind,
+    /// Validated options, as `Operation::options_json` writes them.
+    pub options: serde_json::Value,
+    pub input: InputRef,
+    pub output: OutputSpec,
+    /// Duration of the input in seconds, when known (for quotas and progress).
+    pub input_seconds: Option<f64>,
+    pub max_attempts: u32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: JobId,
+    pub account_id: AccountId,
+    pub operation: OperationKind,
+    pub options: serde_json::Value,
+    pub input: InputRef,
+    pub output: OutputSpec,
+    pub input_seconds: Option<f64>,
+    pub state: JobState,
+    /// Latest progress, 0..=1.
+    pub progress: f64,
+    /// Attempts started so far (0 before the first claim).
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub cancel_requested: bool,
+    /// Last error: set on `failed`, and kept on a job queued for retry.
+    pub error: Option<JobError>,
+    /// Operation result (e.g. the analysis report), on success.
+    pub result: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+    /// When the job may next be claimed.
+    pub run_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub artifacts: Vec<Artifact>,
+}
+
+/// Idempotency key sent with a job submission.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Idempotency {
+    /// The client's `Idempotency-Key` header value.
+    pub key: String,
+    /// Hash of the request body, to tell a retry from a different request.
+    pub request_hash: String,
+}
+
+/// Outcome of [`crate::Store::insert_job`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum InsertJob {
+    /// The job was inserted.
+    Created(Job),
+    /// The idempotency key was used before with the same request: here is that job.
+    Existing(Job),
+    /// The idempotency key was used before with a different request.
+    IdempotencyMismatch,
+}
+
+/// Filter of job listings.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct JobFilter {
+    pub state: Option<JobState>,
+}
+
+/// A page of a listing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Page {
+    /// At most this many rows (the caller bounds it).
+    pub limit: u32,
+    /// Rows strictly older than this id.
+    pub before: Option<JobId>,
+}
+
+/// Outcome of [`crate::Store::request_cancel`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    NotFound,
+    /// It was queued and is now canceled.
+    Canceled(Job),
+    /// It is running; its worker will stop it.
+    Requested(Job),
+    /// It had already ended; nothing changed.
+    AlreadyFinished(Job),
+}
+
+/// A worker's hold on a running job. Every write it makes is fenced on all three fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub job_id: JobId,
+    pub owner: String,
+    pub attempt: u32,
+}
+
+/// A job just claimed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedJob {
+    pub job: Job,
+    pub lease: Lease,
+}
+
+/// Outcome of [`crate::Store::heartbeat`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// Lease extended; `cancel_requested` tells whether to stop.
+    Held { cancel_requested: bool },
+    /// The lease is no longer ours: stop without writing anything.
+    Lost,
+}
