@@ -1,1 +1,89 @@
-fn main() {}
+//! The `audiomill` binary: the server, the worker, key management and the offline CLI.
+//!
+//! Everything here is wiring: it reads the configuration, opens the store and the blob store,
+//! and hands them to the `server` and `worker` crates; the offline commands call the `media`
+//! engine directly. Errors end the process with a one-line message and a non-zero exit.
+
+mod cli;
+mod config;
+mod keys;
+mod logging;
+mod offline;
+mod prober;
+mod serve;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    // The job child speaks a line protocol on stdout: it gets no logging setup and no runtime.
+    if let cli::Command::RunJob = cli.command {
+        return audiomill_worker::child_main();
+    }
+    if let cli::Command::Probe { path } = &cli.command {
+        return prober::child_main(path);
+    }
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // One line, the cause chain joined: what went wrong and why.
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("audiomill: {}", chain.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
+    let overrides = cli.overrides();
+    match cli.command {
+        cli::Command::Serve(args) => {
+            let config = config::Config::load(&overrides)?;
+            logging::init(config.log_format);
+            runtime()?.block_on(serve::serve(config, !args.no_worker, true))
+        }
+        cli::Command::Worker => {
+            let config = config::Config::load(&overrides)?;
+            logging::init(config.log_format);
+            runtime()?.block_on(serve::serve(config, true, false))
+        }
+        cli::Command::Key(cmd) => {
+            let config = config::Config::load(&overrides)?;
+            runtime()?.block_on(keys::run(&config, cmd))
+        }
+        cli::Command::Migrate => {
+            let config = config::Config::load(&overrides)?;
+            runtime()?.block_on(async {
+                serve::open_store(&config).await?;
+                println!(
+                    "database at {} is up to date",
+                    config::shown(&config.database_path())
+                );
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        cli::Command::Config => {
+            let config = config::Config::load(&overrides)?;
+            print!("{}", config.to_masked_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        cli::Command::Analyze(args) => {
+            let config = config::Config::load(&overrides)?;
+            offline::analyze(&config, args)
+        }
+        cli::Command::Convert(args) => {
+            let config = config::Config::load(&overrides)?;
+            offline::convert(&config, args)
+        }
+        cli::Command::RunJob | cli::Command::Probe { .. } => {
+            unreachable!("handled before logging setup")
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}

@@ -392,7 +392,7 @@ mod tests {
             format!(
                 r#"{{"operation":"convert","input":{{"upload":"{upl}"}},"options":{{"format":"wav","extra":1}}}}"#
             ),
-            format!(r#"{{"operation":"analyze","input":{{"upload":"../etc/passwd"}}}}"#),
+            r#"{"operation":"analyze","input":{"upload":"../etc/passwd"}}"#.to_string(),
             format!(
                 r#"{{"operation":"analyze","input":{{"upload":"{upl}"}},"output":{{"name":"../x"}}}}"#
             ),

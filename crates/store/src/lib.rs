@@ -56,7 +56,12 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 ///   expired job whose cancel was requested is canceled instead.
 /// - Every later write from a worker (`heartbeat`, `succeed_job`, `fail_job`, `cancel_running`,
 ///   `requeue`) is fenced on `(id, lease_owner, attempt, state = running)`: a worker that lost
-///   its lease changes nothing and is told so (`false` / [`Heartbeat::Lost`]).
+///   its lease changes nothing and is told so (`false` / [`Heartbeat::Lost`]). Lease owners must
+///   therefore be unique per worker process run.
+/// - A cancel request wins over running again: `fail_job` with a retry and `requeue` end a job
+///   whose cancel was requested as `canceled` instead of queuing it, and `claim_jobs` cancels a
+///   queued job that carries a cancel request rather than run it.
+/// - Times are stored with millisecond precision.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Checks that the database answers.
@@ -131,7 +136,8 @@ pub trait Store: Send + Sync + 'static {
         progress: Option<f64>,
         now: DateTime<Utc>,
     ) -> Result<Heartbeat>;
-    /// Marks the job succeeded and inserts its artifacts, atomically.
+    /// Marks the job succeeded and inserts its artifacts, atomically. The artifacts are stored
+    /// under the job's id and account, whatever their records say.
     async fn succeed_job(
         &self,
         lease: &Lease,
@@ -140,7 +146,7 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<bool>;
     /// Records a failed attempt: back to `queued` at `retry_at` if given (and attempts remain),
-    /// else `failed` for good.
+    /// else `failed` for good. The error is kept either way.
     async fn fail_job(
         &self,
         lease: &Lease,
@@ -150,7 +156,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool>;
     /// Confirms that a running job stopped because its cancel was requested.
     async fn cancel_running(&self, lease: &Lease, now: DateTime<Utc>) -> Result<bool>;
-    /// Gives a running job back to the queue without counting the attempt (graceful shutdown).
+    /// Gives a running job back to the queue, runnable at `now`, without counting the attempt
+    /// (graceful shutdown).
     async fn requeue(&self, lease: &Lease, now: DateTime<Utc>) -> Result<bool>;
     /// Jobs queued and runnable now (for metrics).
     async fn queue_depth(&self, now: DateTime<Utc>) -> Result<u64>;
@@ -159,9 +166,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// An account's artifact.
     async fn get_artifact(&self, account: AccountId, id: ArtifactId) -> Result<Option<Artifact>>;
-    /// Uploads whose `expires_at` has passed.
+    /// Uploads whose `expires_at` has passed (`<= now`), earliest expiry first.
     async fn expired_uploads(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Upload>>;
-    /// Artifacts whose `expires_at` has passed.
+    /// Artifacts whose `expires_at` has passed (`<= now`), earliest expiry first.
     async fn expired_artifacts(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Artifact>>;
     /// Deletes an upload row.
     async fn delete_upload(&self, id: UploadId) -> Result<()>;

@@ -1,0 +1,356 @@
+//! Configuration: defaults, then an optional TOML file, then `AUDIOMILL_*` environment
+//! variables, then command-line flags — each overriding the one before.
+//!
+//! Every setting has an environment variable named after its place in the TOML file:
+//! `limits.max_upload_bytes` is `AUDIOMILL_LIMITS_MAX_UPLOAD_BYTES`, `listen` is
+//! `AUDIOMILL_LISTEN`. The mapping is derived from the structure itself, so a new setting gets
+//! its variable for free.
+
+use anyhow::{bail, Context};
+use audiomill_core::Limits;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the API listens on.
+    pub listen: SocketAddr,
+    /// Where the database, files and temp files live.
+    pub data_dir: PathBuf,
+    /// Log format: `json` (structured, default) or `text`.
+    pub log_format: LogFormat,
+    /// Limits on inputs.
+    pub limits: Limits,
+    pub http: HttpConfig,
+    pub worker: WorkerSection,
+    pub retention: Retention,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// HTTP settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Origins allowed to call the API from browsers (`https://app.example.com`). None by default.
+    pub cors_origins: Vec<String>,
+    /// Host names the API answers to. Empty: loopback names only.
+    pub trusted_hosts: Vec<String>,
+    /// `/readyz` reports unavailable below this much free disk, in MiB.
+    pub min_free_disk_mb: u64,
+    /// Largest JSON body of a job request, in bytes.
+    pub max_json_bytes: usize,
+}
+
+/// Worker settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSection {
+    /// Jobs run at once by this process (default: number of cores).
+    pub concurrency: usize,
+    /// Attempts a job gets before failing for good.
+    pub max_attempts: u32,
+    /// Lease on a claimed job, renewed by heartbeats; a dead worker's job is retried after it.
+    pub lease_secs: u64,
+    /// On SIGTERM, how long running jobs may finish before they are requeued.
+    pub grace_period_secs: u64,
+    /// Wall-clock limit of one attempt.
+    pub job_timeout_secs: u64,
+    /// First retry delay; doubles per attempt, with jitter.
+    pub backoff_base_secs: u64,
+    /// Longest retry delay.
+    pub backoff_max_secs: u64,
+    /// Address-space limit of a job's child process, in MiB.
+    pub memory_limit_mb: u64,
+    /// CPU-time limit of a job's child process, in seconds.
+    pub cpu_limit_secs: u64,
+    /// Largest file a job's child process may write, in MiB.
+    pub output_limit_mb: u64,
+}
+
+/// How long files are kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    /// Uploads are deleted this long after upload.
+    pub upload_hours: u64,
+    /// Artifacts are deleted this long after their job finished.
+    pub artifact_hours: u64,
+    /// How often the reaper looks for expired files.
+    pub reap_interval_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("a valid literal address"),
+            data_dir: PathBuf::from("data"),
+            log_format: LogFormat::Json,
+            limits: Limits::default(),
+            http: HttpConfig::default(),
+            worker: WorkerSection::default(),
+            retention: Retention::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            cors_origins: Vec::new(),
+            trusted_hosts: Vec::new(),
+            min_free_disk_mb: 512,
+            max_json_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Default for WorkerSection {
+    fn default() -> Self {
+        Self {
+            concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_attempts: 3,
+            lease_secs: 30,
+            grace_period_secs: 30,
+            job_timeout_secs: 3600,
+            backoff_base_secs: 2,
+            backoff_max_secs: 300,
+            memory_limit_mb: 4096,
+            cpu_limit_secs: 3600,
+            output_limit_mb: 4096,
+        }
+    }
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            upload_hours: 24,
+            artifact_hours: 24 * 7,
+            reap_interval_secs: 60,
+        }
+    }
+}
+
+/// Settings given on the command line (they win over everything else).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub concurrency: Option<usize>,
+}
+
+impl Config {
+    /// Loads the configuration: defaults ← file ← environment ← flags.
+    pub fn load(overrides: &Overrides) -> anyhow::Result<Self> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(overrides, &env)
+    }
+
+    /// [`Config::load`] with an explicit environment (for tests).
+    pub fn load_from(overrides: &Overrides, env: &[(String, String)]) -> anyhow::Result<Self> {
+        let file = overrides.config_file.clone().or_else(|| {
+            env.iter()
+                .find(|(k, _)| k == "AUDIOMILL_CONFIG")
+                .map(|(_, v)| PathBuf::from(v))
+        });
+        let mut value =
+            toml::Value::try_from(Config::default()).context("default configuration")?;
+        if let Some(path) = &file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            let from_file: toml::Value = toml::from_str(&text)
+                .with_context(|| format!("invalid config file {}", path.display()))?;
+            merge(&mut value, from_file);
+        }
+        apply_env(&mut value, "AUDIOMILL", env)?;
+        let mut config: Config = value.try_into().map_err(|e: toml::de::Error| {
+            anyhow::anyhow!("invalid configuration: {}", e.message())
+        })?;
+        if let Some(listen) = overrides.listen {
+            config.listen = listen;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(n) = overrides.concurrency {
+            config.worker.concurrency = n;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.worker.concurrency == 0 {
+            bail!("worker.concurrency must be at least 1");
+        }
+        if self.worker.max_attempts == 0 {
+            bail!("worker.max_attempts must be at least 1");
+        }
+        if self.worker.lease_secs < 2 {
+            bail!("worker.lease_secs must be at least 2");
+        }
+        if self.limits.max_upload_bytes == 0 {
+            bail!("limits.max_upload_bytes must be positive");
+        }
+        for origin in &self.http.cors_origins {
+            if origin == "*" || !(origin.starts_with("https://") || origin.starts_with("http://")) {
+                bail!("http.cors_origins takes exact origins like https://app.example.com, not {origin:?}");
+            }
+        }
+        Ok(())
+    }
+
+    /// The SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("audiomill.db")
+    }
+
+    /// Root of the blob store.
+    pub fn blob_dir(&self) -> PathBuf {
+        self.data_dir.join("files")
+    }
+
+    /// The effective configuration as TOML, with secrets masked.
+    pub fn to_masked_toml(&self) -> String {
+        let mut value = toml::Value::try_from(self).expect("the configuration serializes");
+        mask_secrets(&mut value);
+        toml::to_string_pretty(&value).expect("a TOML value serializes")
+    }
+}
+
+/// Path of a data directory, for messages.
+pub fn shown(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// Overlays `top` on `base`, table by table.
+fn merge(base: &mut toml::Value, top: toml::Value) {
+    match (base, top) {
+        (toml::Value::Table(base), toml::Value::Table(top)) => {
+            for (k, v) in top {
+                match base.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        base.insert(k, v);
+                    }
+                }
+            }
+        }
+        (base, top) => *base = top,
+    }
+}
+
+/// Overrides leaves of `value` from `PREFIX_PATH_TO_KEY` variables.
+fn apply_env(
+    value: &mut toml::Value,
+    prefix: &str,
+    env: &[(String, String)],
+) -> anyhow::Result<()> {
+    let toml::Value::Table(table) = value else {
+        return Ok(());
+    };
+    for (key, child) in table.iter_mut() {
+        let name = format!("{prefix}_{}", key.to_ascii_uppercase());
+        if child.is_table() {
+            apply_env(child, &name, env)?;
+            continue;
+        }
+        let Some((_, text)) = env.iter().find(|(k, _)| *k == name) else {
+            continue;
+        };
+        *child = match child {
+            toml::Value::String(_) => toml::Value::String(text.clone()),
+            toml::Value::Array(_) => toml::Value::Array(
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.to_owned()))
+                    .collect(),
+            ),
+            _ => toml::from_str::<toml::Table>(&format!("v = {text}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .with_context(|| format!("{name}: cannot read {text:?} as a value"))?,
+        };
+    }
+    Ok(())
+}
+
+fn mask_secrets(value: &mut toml::Value) {
+    if let toml::Value::Table(table) = value {
+        for (key, child) in table.iter_mut() {
+            let secret = ["password", "secret", "token", "key"]
+                .iter()
+                .any(|s| key.contains(s))
+                && !key.starts_with("max_");
+            if secret && child.is_str() {
+                *child = toml::Value::String("********".into());
+            } else {
+                mask_secrets(child);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn precedence_is_flags_env_file_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\n[worker]\nconcurrency = 3\nmax_attempts = 5\n[limits]\nmax_channels = 4\n").unwrap();
+        let overrides = Overrides {
+            config_file: Some(file),
+            concurrency: Some(7),
+            ..Default::default()
+        };
+        let c = Config::load_from(
+            &overrides,
+            &env(&[
+                ("AUDIOMILL_WORKER_MAX_ATTEMPTS", "9"),
+                ("AUDIOMILL_LISTEN", "127.0.0.1:9100"),
+                (
+                    "AUDIOMILL_HTTP_CORS_ORIGINS",
+                    "https://a.example, https://b.example",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9100);
+        assert_eq!(c.worker.concurrency, 7);
+        assert_eq!(c.worker.max_attempts, 9);
+        assert_eq!(c.limits.max_channels, 4);
+        assert_eq!(
+            c.http.cors_origins,
+            vec!["https://a.example", "https://b.example"]
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let o = Overrides::default();
+        assert!(Config::load_from(&o, &env(&[("AUDIOMILL_WORKER_CONCURRENCY", "lots")])).is_err());
+        assert!(Config::load_from(&o, &env(&[("AUDIOMILL_HTTP_CORS_ORIGINS", "*")])).is_err());
+        assert!(Config::load_from(&o, &env(&[("AUDIOMILL_WORKER_CONCURRENCY", "0")])).is_err());
+    }
+}

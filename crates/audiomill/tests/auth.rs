@@ -1,0 +1,153 @@
+//! Every way a request can fail to authenticate, and the routes that need no key.
+
+use crate::support::{assert_problem, cli, create_key, TestServer};
+
+#[tokio::test]
+async fn every_auth_failure_is_a_uniform_401_logged_without_the_key() {
+    let server = TestServer::start().await;
+    let revoked = create_key(&server.data_dir, "old", None);
+    let (_, list, _) = cli(&["key", "list"], &server.data_dir);
+    let old_id = list
+        .lines()
+        .find(|l| l.trim_end().ends_with(" old"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let (status, _, _) = cli(&["key", "revoke", &old_id], &server.data_dir);
+    assert!(status.success());
+    assert!(cli(&["key", "list"], &server.data_dir)
+        .1
+        .contains("revoked"));
+
+    let checksum_broken = {
+        let mut k = server.key.clone().into_bytes();
+        k[10] = if k[10] == b'a' { b'b' } else { b'a' };
+        String::from_utf8(k).unwrap()
+    };
+    let unknown = audiomill_core::key::ApiKey::generate();
+    let cases: Vec<(&str, Option<(&str, String)>)> = vec![
+        ("missing", None),
+        (
+            "malformed",
+            Some(("authorization", "Bearer not-a-key".to_owned())),
+        ),
+        (
+            "malformed",
+            Some(("authorization", format!("Basic {}", server.key))),
+        ),
+        ("malformed", Some(("x-api-key", checksum_broken.clone()))),
+        (
+            "unknown",
+            Some(("authorization", format!("Bearer {}", unknown.expose()))),
+        ),
+        ("revoked", Some(("x-api-key", revoked.clone()))),
+    ];
+    for (reason, header) in &cases {
+        let mut request = server.http.get(server.url("/v1/jobs"));
+        if let Some((name, value)) = header {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            "Bearer realm=\"audiomill\"",
+            "{reason}"
+        );
+        let body = assert_problem(response, 401, "unauthorized").await;
+        assert!(!body.to_string().contains("am_"));
+    }
+    // Both header forms work with a valid key.
+    assert_eq!(server.get("/v1/jobs").send().await.unwrap().status(), 200);
+    let r = server
+        .http
+        .get(server.url("/v1/jobs"))
+        .header("x-api-key", &server.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let logs = server.logs();
+    let security: Vec<&String> = logs
+        .iter()
+        .filter(|l| l.contains("\"target\":\"security\""))
+        .collect();
+    assert!(
+        security.len() >= cases.len(),
+        "security log lines: {security:?}"
+    );
+    for reason in ["missing", "malformed", "unknown", "revoked"] {
+        assert!(
+            security
+                .iter()
+                .any(|l| l.contains(&format!("\"reason\":\"{reason}\""))
+                    && l.contains("\"client\":\"127.0.0.1\"")),
+            "no {reason} line"
+        );
+    }
+    for line in &logs {
+        for secret in [
+            &server.key,
+            &revoked,
+            &checksum_broken,
+            &unknown.expose().to_owned(),
+        ] {
+            assert!(
+                !line.contains(&secret[10..]),
+                "a key leaked into the log: {line}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn ops_routes_need_no_key() {
+    let server = TestServer::start().await;
+    for path in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"] {
+        let r = server.http.get(server.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    for path in [
+        "/v1/jobs",
+        "/v1/uploads/upl_01jd4k7v2m3q8r9s0t1v2w3x4y",
+        "/v1/files/art_01jd4k7v2m3q8r9s0t1v2w3x4y",
+    ] {
+        let r = server.http.get(server.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn first_start_without_keys_prints_the_command_to_create_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = std::process::Command::new(crate::support::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut text = String::new();
+    use std::io::BufRead;
+    for line in std::io::BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+    {
+        text.push_str(&line);
+        text.push('\n');
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        text.contains(&format!(
+            "audiomill key create --name admin --data-dir {}",
+            data.display()
+        )),
+        "{text}"
+    );
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests of the audiomill binary: each starts the real server on a random port with
+//! a temp data directory, and talks to it over HTTP. Modules read like a table of contents.
+
+mod support;
+
+mod auth;
+mod cli;
+mod execution;
+mod files;
+mod jobs;
+mod ops;
+mod uploads;

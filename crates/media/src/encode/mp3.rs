@@ -1,0 +1,174 @@
+//! MP3 through LAME (`mp3lame-encoder`, which builds LAME from source): constant bit rate,
+//! LAME quality 5 ("good", LAME's own default speed/quality trade-off), with a LAME/Info tag
+//! so decoders know the exact length and the encoder delay to trim (gapless playback).
+
+use super::{write_error, Encoder};
+use crate::MediaError;
+use audiomill_core::operation::MP3_SAMPLE_RATES;
+use mp3lame_encoder::{Builder, FlushNoGap, InterleavedPcm, Mode, MonoPcm, Quality};
+use std::fs::File;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::Path;
+
+/// Default bit rate in kbit/s.
+pub const DEFAULT_BITRATE_KBPS: u32 = 192;
+/// Highest bit rate MPEG-2 layer III (16, 22.05 and 24 kHz) can carry.
+const MPEG2_MAX_KBPS: u32 = 160;
+/// Frames handed to LAME per call.
+const FRAMES_PER_CALL: usize = 8192;
+
+/// The sample rate an MP3 of `rate` Hz audio is written at: `rate` itself when MP3 carries it
+/// (16, 22.05, 24, 32, 44.1 or 48 kHz), else the nearest of those (96 kHz → 48 kHz,
+/// 8 kHz → 16 kHz; ties go to the higher rate). MPEG-2.5 rates (8–12 kHz) are not written:
+/// many players handle them poorly.
+pub fn mp3_output_rate(rate: u32) -> u32 {
+    MP3_SAMPLE_RATES
+        .iter()
+        .copied()
+        .min_by_key(|r| (r.abs_diff(rate), u32::MAX - r))
+        .unwrap_or(44_100)
+}
+
+/// Writes CBR MP3.
+pub struct Mp3Encoder {
+    lame: mp3lame_encoder::Encoder,
+    out: BufWriter<File>,
+    channels: usize,
+    buffer: Vec<u8>,
+}
+
+impl std::fmt::Debug for Mp3Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mp3Encoder")
+            .field("channels", &self.channels)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lame_error(e: impl std::fmt::Debug) -> MediaError {
+    MediaError::Encode(format!("lame: {e:?}"))
+}
+
+impl Mp3Encoder {
+    /// Creates `path` for 1 or 2 channels at `sample_rate` Hz (one of the MP3 rates) and
+    /// `kbps` kbit/s (capped at 160 for the MPEG-2 rates below 32 kHz).
+    pub fn create(
+        path: &Path,
+        sample_rate: u32,
+        channels: u16,
+        kbps: u32,
+    ) -> Result<Self, MediaError> {
+        if !(1..=2).contains(&channels) {
+            return Err(MediaError::InvalidOptions(format!(
+                "MP3 holds 1 or 2 channels, not {channels}"
+            )));
+        }
+        if !MP3_SAMPLE_RATES.contains(&sample_rate) {
+            return Err(MediaError::InvalidOptions(format!(
+                "MP3 cannot be written at {sample_rate} Hz"
+            )));
+        }
+        let kbps = if sample_rate < 32_000 {
+            kbps.min(MPEG2_MAX_KBPS)
+        } else {
+            kbps
+        };
+        let mut builder = Builder::new().ok_or_else(|| lame_error("cannot allocate"))?;
+        builder.set_num_channels(channels as u8).map_err(lame_error)?;
+        builder.set_sample_rate(sample_rate).map_err(lame_error)?;
+        // LAME must not resample on its own: the engine already chose a writable rate.
+        builder
+            .set_output_sample_rate(std::num::NonZeroU32::new(sample_rate))
+            .map_err(lame_error)?;
+        builder
+            .set_mode(if channels == 1 {
+                Mode::Mono
+            } else {
+                Mode::JointStereo
+            })
+            .map_err(lame_error)?;
+        builder.set_quality(Quality::Good).map_err(lame_error)?;
+        builder
+            .set_vbr_mode(mp3lame_encoder::VbrMode::Off)
+            .map_err(lame_error)?;
+        builder.set_to_write_vbr_tag(true).map_err(lame_error)?;
+        // The wrapper's `Bitrate` enum lacks some valid rates (56 kbit/s); LAME takes any
+        // number and snaps it to the nearest legal one.
+        // SAFETY: the pointer is the builder's live LAME context, used on this thread only.
+        let status = unsafe {
+            mp3lame_encoder::ffi::lame_set_brate(builder.as_ptr(), kbps.min(320) as i32)
+        };
+        if status != 0 {
+            return Err(lame_error(format!("bit rate {kbps} refused")));
+        }
+        let lame = builder.build().map_err(lame_error)?;
+        let file = File::create(path).map_err(write_error)?;
+        Ok(Mp3Encoder {
+            lame,
+            out: BufWriter::new(file),
+            channels: usize::from(channels),
+            buffer: Vec::new(),
+        })
+    }
+}
+
+impl Encoder for Mp3Encoder {
+    fn write(&mut self, frames: &[f32]) -> Result<(), MediaError> {
+        let frames = &frames[..frames.len() - frames.len() % self.channels];
+        for piece in frames.chunks(FRAMES_PER_CALL * self.channels) {
+            // LAME takes floats in [-1, 1]; out-of-range values would wrap in its integer
+            // conversion, so clip first.
+            let clipped: Vec<f32> = piece.iter().map(|x| x.clamp(-1.0, 1.0)).collect();
+            let count = clipped.len() / self.channels;
+            self.buffer.clear();
+            self.buffer
+                .reserve(mp3lame_encoder::max_required_buffer_size(count));
+            let written = if self.channels == 1 {
+                self.lame.encode_to_vec(MonoPcm(&clipped), &mut self.buffer)
+            } else {
+                self.lame
+                    .encode_to_vec(InterleavedPcm(&clipped), &mut self.buffer)
+            }
+            .map_err(lame_error)?;
+            self.out
+                .write_all(&self.buffer[..written])
+                .map_err(write_error)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<(), MediaError> {
+        self.buffer.clear();
+        self.buffer.reserve(16 * 1024);
+        let written = self
+            .lame
+            .flush_to_vec::<FlushNoGap>(&mut self.buffer)
+            .map_err(lame_error)?;
+        self.out
+            .write_all(&self.buffer[..written])
+            .map_err(write_error)?;
+        // LAME wrote a blank first frame to hold the LAME/Info tag; fill it in now that the
+        // frame count, delay and padding are known.
+        let mut tag = Vec::with_capacity(self.lame.lame_tag_size().max(1));
+        if self.lame.lame_tag_encode_to_vec(&mut tag).is_some() {
+            self.out.seek(SeekFrom::Start(0)).map_err(write_error)?;
+            self.out.write_all(&tag).map_err(write_error)?;
+        }
+        self.out.flush().map_err(write_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mp3_output_rate;
+
+    #[test]
+    fn unwritable_rates_go_to_the_nearest_mp3_rate() {
+        assert_eq!(mp3_output_rate(44_100), 44_100);
+        assert_eq!(mp3_output_rate(96_000), 48_000);
+        assert_eq!(mp3_output_rate(192_000), 48_000);
+        assert_eq!(mp3_output_rate(8_000), 16_000);
+        assert_eq!(mp3_output_rate(11_025), 16_000);
+        assert_eq!(mp3_output_rate(88_200), 48_000);
+    }
+}

@@ -1,0 +1,322 @@
+//! `/v1/jobs`
+
+use audiomill_core::{InputRef, JobId, JobRequest, JobSpec, JobState};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::Stream;
+use std::convert::Infallible;
+use std::time::Instant;
+
+use crate::auth::{client_addr_of, Tenant};
+use crate::routes::uploads::is_multipart;
+use crate::routes::IdPath;
+use crate::service::jobs::{self as svc, Deleted, ListQuery};
+use crate::service::uploads as upload_svc;
+use crate::views::{JobPage, JobView};
+use crate::{AppError, AppState};
+
+/// Submit a job. JSON body `{operation, input, options, output}`, or a multipart form with a
+/// `file` part (uploaded first, then used as the input) and a `spec` part (the same JSON,
+/// without `input`). With `Idempotency-Key`, a retried request returns the same job.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
+    request_body(content = JobRequest, description = "The job; or multipart with `file` and `spec` parts"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body return the same job")),
+    responses((status = 202, body = JobView), (status = 400, body = crate::Problem), (status = 401, body = crate::Problem),
+        (status = 413, body = crate::Problem), (status = 415, body = crate::Problem), (status = 422, body = crate::Problem)),
+    security(("api_key" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    request: Request,
+) -> Result<Response, AppError> {
+    let idempotency_key = request
+        .headers()
+        .get("idempotency-key")
+        .map(|v| v.to_str().map(str::to_owned))
+        .transpose()
+        .map_err(|_| AppError::bad_request("Idempotency-Key must be visible ASCII"))?;
+    let submitted = if is_multipart(&request) {
+        create_multipart(&state, tenant, request, idempotency_key.as_deref()).await?
+    } else {
+        let limit = state.config().max_json_bytes;
+        let body = axum::body::to_bytes(request.into_body(), limit)
+            .await
+            .map_err(|_| {
+                AppError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("a job request is at most {limit} bytes"),
+                )
+            })?;
+        let spec =
+            JobSpec::parse(&body).map_err(|e| AppError::unprocessable("invalid_job", e.0))?;
+        let idem = svc::idempotency(idempotency_key.as_deref(), &svc::canonical_json(&body))?;
+        svc::submit(&state, tenant, spec, idem).await?
+    };
+    let mut response = (StatusCode::ACCEPTED, Json(JobView::from(submitted.job))).into_response();
+    if !submitted.created {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// The multipart form of job submission: upload the `file` part, then submit `spec` with it.
+async fn create_multipart(
+    state: &AppState,
+    tenant: Tenant,
+    request: Request,
+    idempotency_key: Option<&str>,
+) -> Result<svc::Submitted, AppError> {
+    let client = client_addr_of(&request);
+    let cap = state.config().limits.max_upload_bytes;
+    let mut form = Multipart::from_request(request, state)
+        .await
+        .map_err(|_| AppError::bad_request("malformed multipart body"))?;
+    let mut spec_bytes: Option<Bytes> = None;
+    let mut file = None;
+    while let Some(mut field) = form
+        .next_field()
+        .await
+        .map_err(|e| upload_svc::multipart_error(e, cap))?
+    {
+        match field.name() {
+            Some("spec") if spec_bytes.is_none() => {
+                let bytes = field
+                    .bytes()
+                    .await
+                    .map_err(|e| upload_svc::multipart_error(e, cap))?;
+                if bytes.len() > state.config().max_json_bytes {
+                    return Err(AppError::bad_request("the spec part is too large"));
+                }
+                spec_bytes = Some(bytes);
+            }
+            Some("file") if file.is_none() => {
+                let name = field.file_name().map(str::to_owned);
+                file = Some((upload_svc::receive_field(state, &mut field).await?, name));
+            }
+            _ => {
+                return Err(AppError::bad_request(
+                    "the form takes one `file` part and one `spec` part",
+                ))
+            }
+        }
+    }
+    let (Some(spec_bytes), Some((received, filename))) = (spec_bytes, file) else {
+        return Err(AppError::bad_request(
+            "the form needs a `file` part and a `spec` part",
+        ));
+    };
+    // Validate the spec before storing the file, so a bad spec leaves nothing behind.
+    let mut spec_json: serde_json::Value = serde_json::from_slice(&spec_bytes)
+        .map_err(|e| AppError::unprocessable("invalid_job", format!("invalid job request: {e}")))?;
+    let object = spec_json
+        .as_object_mut()
+        .ok_or_else(|| AppError::unprocessable("invalid_job", "the spec must be a JSON object"))?;
+    if object.contains_key("input") {
+        return Err(AppError::unprocessable(
+            "invalid_job",
+            "with a file part, the spec has no `input`",
+        ));
+    }
+    let placeholder = InputRef::Upload(audiomill_core::UploadId::new());
+    object.insert(
+        "input".into(),
+        serde_json::to_value(placeholder).expect("ids serialize"),
+    );
+    let request: JobRequest = serde_json::from_value(spec_json.clone())
+        .map_err(|e| AppError::unprocessable("invalid_job", format!("invalid job request: {e}")))?;
+    let mut spec =
+        JobSpec::from_request(request).map_err(|e| AppError::unprocessable("invalid_job", e.0))?;
+    // A retry carries the same file and spec: hash both.
+    let upload = upload_svc::store_upload(state, tenant, received, filename, &client).await?;
+    object_without_input(&mut spec_json);
+    let mut canonical = serde_json::to_vec(&spec_json).expect("JSON values serialize");
+    canonical.extend_from_slice(upload.sha256.as_bytes());
+    let idem = svc::idempotency(idempotency_key, &canonical)?;
+    spec.input = InputRef::Upload(upload.id);
+    svc::submit(state, tenant, spec, idem).await
+}
+
+fn object_without_input(value: &mut serde_json::Value) {
+    if let Some(object) = value.as_object_mut() {
+        object.remove("input");
+    }
+}
+
+/// List jobs, newest first. `status` filters (`queued`, `running`, `succeeded`, `failed`,
+/// `canceled`); `limit` is 1-100 (default 20); `cursor` is the previous page's `next_cursor`.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
+    params(("status" = Option<JobState>, Query, description = "Only jobs in this state"),
+           ("limit" = Option<u32>, Query, description = "Page size, 1-100"),
+           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    responses((status = 200, body = JobPage), (status = 400, body = crate::Problem)),
+    security(("api_key" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<JobPage>, AppError> {
+    let query = ListQuery::parse(&pairs)?;
+    let (jobs, next_cursor) = svc::list(&state, tenant, query).await?;
+    Ok(Json(JobPage {
+        jobs: jobs.into_iter().map(JobView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// A job, with its progress, result and artifacts.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "Job id (`job_…`)")),
+    responses((status = 200, body = JobView), (status = 404, body = crate::Problem)),
+    security(("api_key" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    IdPath(id): IdPath<JobId>,
+) -> Result<Json<JobView>, AppError> {
+    let job = state
+        .store()
+        .get_job(tenant.account, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("job"))?;
+    Ok(Json(job.into()))
+}
+
+/// Cancel a queued (`200`) or running (`202`; it stops within seconds) job, or delete a
+/// finished one with its artifacts (`204`).
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "Job id (`job_…`)")),
+    responses((status = 200, body = JobView, description = "Canceled"), (status = 202, body = JobView, description = "Cancel requested"),
+        (status = 204, description = "Deleted"), (status = 404, body = crate::Problem)),
+    security(("api_key" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    IdPath(id): IdPath<JobId>,
+) -> Result<Response, AppError> {
+    Ok(match svc::cancel_or_delete(&state, tenant, id).await? {
+        Deleted::Canceled(job) => (StatusCode::OK, Json(JobView::from(job))).into_response(),
+        Deleted::CancelRequested(job) => {
+            (StatusCode::ACCEPTED, Json(JobView::from(job))).into_response()
+        }
+        Deleted::Removed => StatusCode::NO_CONTENT.into_response(),
+    })
+}
+
+/// Server-Sent Events of a job: `queued`, `started`, `progress` (`{"fraction": …}`), then one
+/// of `succeeded`, `failed`, `canceled` (with the job), after which the stream ends.
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs",
+    params(("id" = String, Path, description = "Job id (`job_…`)")),
+    responses((status = 200, content_type = "text/event-stream", body = String), (status = 404, body = crate::Problem)),
+    security(("api_key" = [])))]
+pub async fn events(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    IdPath(id): IdPath<JobId>,
+    _headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let job = state
+        .store()
+        .get_job(tenant.account, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("job"))?;
+    let stream = job_events(state, tenant, job);
+    let mut response = Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// What the stream last told the client.
+struct Seen {
+    state: Option<JobState>,
+    attempt: u32,
+    progress: f64,
+}
+
+/// Polls the job row and turns each change into an event; ends after the terminal event, when
+/// the job disappears, or after the configured maximum duration. (A client that disconnects
+/// drops the stream, which ends the polling with it.)
+fn job_events(
+    state: AppState,
+    tenant: Tenant,
+    first: audiomill_store::Job,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let started = Instant::now();
+    let id = first.id;
+    let seen = Seen {
+        state: None,
+        attempt: 0,
+        progress: -1.0,
+    };
+    futures::stream::unfold(
+        (Some(first), seen, false),
+        move |(mut pending, mut seen, done)| {
+            let state = state.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    let job = match pending.take() {
+                        Some(job) => job,
+                        None => {
+                            if started.elapsed() > state.config().event_max_duration {
+                                return None;
+                            }
+                            tokio::time::sleep(state.config().event_poll).await;
+                            match state.store().get_job(tenant.account, id).await {
+                                Ok(Some(job)) => job,
+                                _ => return None,
+                            }
+                        }
+                    };
+                    if let Some(event) = next_event(&job, &mut seen) {
+                        let terminal = job.state.is_terminal();
+                        return Some((Ok(event), (None, seen, terminal)));
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// The event a job's current row calls for, if anything changed since `seen`.
+fn next_event(job: &audiomill_store::Job, seen: &mut Seen) -> Option<Event> {
+    let json = |v: serde_json::Value| Event::default().data(v.to_string());
+    let changed_state = seen.state != Some(job.state) || seen.attempt != job.attempt;
+    if changed_state {
+        seen.state = Some(job.state);
+        seen.attempt = job.attempt;
+        seen.progress = -1.0;
+        let event = match job.state {
+            JobState::Queued => {
+                json(serde_json::json!({"id": job.id, "attempt": job.attempt})).event("queued")
+            }
+            JobState::Running => {
+                json(serde_json::json!({"id": job.id, "attempt": job.attempt})).event("started")
+            }
+            terminal => {
+                let view = serde_json::to_value(JobView::from(job.clone())).unwrap_or_default();
+                json(view).event(terminal.as_str())
+            }
+        };
+        return Some(event);
+    }
+    if job.state == JobState::Running && job.progress > seen.progress {
+        seen.progress = job.progress;
+        return Some(
+            json(serde_json::json!({"id": job.id, "fraction": job.progress})).event("progress"),
+        );
+    }
+    None
+}

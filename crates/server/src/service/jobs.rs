@@ -1,0 +1,228 @@
+//! Submitting, listing, canceling and deleting jobs.
+
+use audiomill_blob::BlobKey;
+use audiomill_core::{InputRef, JobId, JobSpec, JobState};
+use audiomill_store::{CancelOutcome, Idempotency, InsertJob, Job, JobFilter, NewJob, Page};
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+
+use crate::auth::Tenant;
+use crate::{AppError, AppState};
+
+/// Largest page of a job listing.
+pub const MAX_PAGE: u32 = 100;
+/// Page size when the client names none.
+pub const DEFAULT_PAGE: u32 = 20;
+
+/// A submitted job and whether this request created it (false: an idempotent replay).
+pub struct Submitted {
+    pub job: Job,
+    pub created: bool,
+}
+
+/// Validates an `Idempotency-Key` header value and binds it to the request's canonical hash.
+pub fn idempotency(
+    key: Option<&str>,
+    canonical_request: &[u8],
+) -> Result<Option<Idempotency>, AppError> {
+    let Some(key) = key else { return Ok(None) };
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(AppError::bad_request(
+            "Idempotency-Key must be 1-255 visible ASCII characters",
+        ));
+    }
+    let request_hash = Sha256::digest(canonical_request)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(Some(Idempotency {
+        key: key.to_owned(),
+        request_hash,
+    }))
+}
+
+/// The canonical form of a JSON job request, for idempotency: parsed and re-serialized, so
+/// whitespace and key order do not make a retry look like a different request.
+pub fn canonical_json(body: &[u8]) -> Vec<u8> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .and_then(|v| serde_json::to_vec(&v))
+        .unwrap_or_else(|_| body.to_vec())
+}
+
+/// Checks the input exists for this tenant and inserts the job (with its idempotency key).
+pub async fn submit(
+    state: &AppState,
+    tenant: Tenant,
+    spec: JobSpec,
+    idempotency: Option<Idempotency>,
+) -> Result<Submitted, AppError> {
+    let input_seconds = match spec.input {
+        InputRef::Upload(id) => {
+            let upload = state.store().get_upload(tenant.account, id).await?;
+            let upload = upload.ok_or_else(|| {
+                AppError::unprocessable("input_not_found", format!("upload {id} not found"))
+            })?;
+            upload.media.duration_secs
+        }
+        InputRef::Artifact(id) => {
+            state
+                .store()
+                .get_artifact(tenant.account, id)
+                .await?
+                .ok_or_else(|| {
+                    AppError::unprocessable("input_not_found", format!("artifact {id} not found"))
+                })?;
+            None
+        }
+    };
+    let new = NewJob {
+        id: JobId::new(),
+        account_id: tenant.account,
+        operation: spec.operation.kind(),
+        options: spec.operation.options_json(),
+        input: spec.input,
+        output: spec.output,
+        input_seconds,
+        max_attempts: state.config().max_attempts,
+        created_at: Utc::now(),
+    };
+    match state.store().insert_job(new, idempotency).await? {
+        InsertJob::Created(job) => {
+            tracing::info!(job = %job.id, account = %tenant.account, operation = %job.operation, "job queued");
+            state.wake_workers();
+            Ok(Submitted { job, created: true })
+        }
+        InsertJob::Existing(job) => Ok(Submitted {
+            job,
+            created: false,
+        }),
+        InsertJob::IdempotencyMismatch => Err(AppError::unprocessable(
+            "idempotency_mismatch",
+            "this Idempotency-Key was already used with a different request",
+        )),
+    }
+}
+
+/// Parsed query of `GET /v1/jobs`.
+#[derive(Debug, Default)]
+pub struct ListQuery {
+    pub status: Option<JobState>,
+    pub limit: u32,
+    pub cursor: Option<JobId>,
+}
+
+impl ListQuery {
+    /// Parses `status`, `limit` and `cursor`; anything else, or a bad value, is a `400`.
+    pub fn parse(pairs: &[(String, String)]) -> Result<Self, AppError> {
+        let mut query = ListQuery {
+            limit: DEFAULT_PAGE,
+            ..Default::default()
+        };
+        for (name, value) in pairs {
+            match name.as_str() {
+                "status" => {
+                    query.status = Some(value.parse().map_err(
+                        |e: audiomill_core::ParseStateError| {
+                            AppError::bad_request(format!("status: {e}"))
+                        },
+                    )?)
+                }
+                "limit" => {
+                    query.limit = value
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=MAX_PAGE).contains(n))
+                        .ok_or_else(|| {
+                            AppError::bad_request(format!("limit must be 1 to {MAX_PAGE}"))
+                        })?
+                }
+                "cursor" => {
+                    query.cursor = Some(
+                        value
+                            .parse()
+                            .map_err(|_| AppError::bad_request("cursor is not a job id"))?,
+                    )
+                }
+                other => {
+                    return Err(AppError::bad_request(format!(
+                        "unknown query parameter {:?}; expected status, limit, cursor",
+                        other.chars().take(40).collect::<String>()
+                    )))
+                }
+            }
+        }
+        Ok(query)
+    }
+}
+
+/// A page of the tenant's jobs and the cursor of the next one.
+pub async fn list(
+    state: &AppState,
+    tenant: Tenant,
+    query: ListQuery,
+) -> Result<(Vec<Job>, Option<JobId>), AppError> {
+    // Ask for one more than the page to know whether another page follows.
+    let page = Page {
+        limit: query.limit + 1,
+        before: query.cursor,
+    };
+    let mut jobs = state
+        .store()
+        .list_jobs(
+            tenant.account,
+            JobFilter {
+                state: query.status,
+            },
+            page,
+        )
+        .await?;
+    let next = if jobs.len() > query.limit as usize {
+        jobs.truncate(query.limit as usize);
+        jobs.last().map(|j| j.id)
+    } else {
+        None
+    };
+    Ok((jobs, next))
+}
+
+/// What `DELETE /v1/jobs/{id}` did.
+pub enum Deleted {
+    /// A queued job was canceled.
+    Canceled(Job),
+    /// A running job was asked to stop; its worker stops it within seconds.
+    CancelRequested(Job),
+    /// A finished job was deleted with its artifacts.
+    Removed,
+}
+
+/// Cancels a queued or running job, or deletes a finished one with its artifacts.
+pub async fn cancel_or_delete(
+    state: &AppState,
+    tenant: Tenant,
+    id: JobId,
+) -> Result<Deleted, AppError> {
+    match state.store().request_cancel(tenant.account, id).await? {
+        CancelOutcome::NotFound => Err(AppError::not_found("job")),
+        CancelOutcome::Canceled(job) => Ok(Deleted::Canceled(job)),
+        CancelOutcome::Requested(job) => Ok(Deleted::CancelRequested(job)),
+        CancelOutcome::AlreadyFinished(_) => {
+            match state.store().delete_job(tenant.account, id).await? {
+                None => Err(AppError::not_found("job")),
+                Some(Err(state)) => {
+                    Err(AppError::conflict(format!("the job is {state}; try again")))
+                }
+                Some(Ok(artifacts)) => {
+                    for artifact in artifacts {
+                        match BlobKey::from_stored(&artifact.blob_key) {
+                            Some(key) => state.blob().delete(&key).await?,
+                            None => {
+                                tracing::error!(artifact = %artifact.id, "stored blob key is invalid")
+                            }
+                        }
+                    }
+                    Ok(Deleted::Removed)
+                }
+            }
+        }
+    }
+}

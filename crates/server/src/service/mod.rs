@@ -1,0 +1,5 @@
+//! The work behind the handlers: each handler calls one function here.
+
+pub mod files;
+pub mod jobs;
+pub mod uploads;

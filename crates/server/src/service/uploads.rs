@@ -1,0 +1,257 @@
+//! Receiving uploads: stream to disk under a counted cap, hash, probe by content, store.
+//!
+//! The size cap is counted on the bytes actually received, never taken from `Content-Length`.
+//! Until the upload row is committed, the bytes live in a [`TempFile`] that deletes itself on
+//! drop, so every early return (too large, empty, not audio, client gone) leaves nothing behind.
+
+use audiomill_blob::BlobKey;
+use audiomill_core::{ErrorCode, JobError, UploadId};
+use audiomill_store::Upload;
+use bytes::Bytes;
+use chrono::Utc;
+use futures::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use tokio::io::AsyncWriteExt;
+
+use crate::auth::Tenant;
+use crate::{AppError, AppState};
+
+/// A file that is deleted when dropped unless [`TempFile::keep`] was called.
+#[derive(Debug)]
+pub struct TempFile {
+    path: Option<PathBuf>,
+}
+
+impl TempFile {
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        self.path
+            .as_deref()
+            .expect("path is present until keep() consumes the TempFile")
+    }
+
+    /// Stops the automatic deletion (the file was moved away) and returns the path.
+    pub fn keep(mut self) -> PathBuf {
+        self.path
+            .take()
+            .expect("path is present until keep() consumes the TempFile")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(path) = &self.path {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Bytes received so far: a file on disk, its running hash and length.
+pub struct Receiver {
+    file: tokio::fs::File,
+    temp: TempFile,
+    hasher: Sha256,
+    len: u64,
+    cap: u64,
+}
+
+impl Receiver {
+    /// A new receiver writing into `dir`, refusing more than `cap` bytes.
+    pub async fn create(dir: &Path, cap: u64) -> Result<Self, AppError> {
+        let path = dir.join(format!("upload-{}", UploadId::new()));
+        let file = tokio::fs::File::create(&path).await?;
+        Ok(Self {
+            file,
+            temp: TempFile { path: Some(path) },
+            hasher: Sha256::new(),
+            len: 0,
+            cap,
+        })
+    }
+
+    /// Appends a chunk; `413` once the total passes the cap.
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), AppError> {
+        self.len += chunk.len() as u64;
+        if self.len > self.cap {
+            return Err(AppError::payload_too_large(self.cap));
+        }
+        self.hasher.update(chunk);
+        self.file.write_all(chunk).await?;
+        Ok(())
+    }
+
+    /// Drains a body stream into the file.
+    pub async fn write_stream<S, E>(&mut self, mut stream: S) -> Result<(), AppError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                // The body limit layer and a client hang-up both end up here.
+                let text = e.to_string();
+                if text.contains("length limit") {
+                    AppError::payload_too_large(self.cap)
+                } else {
+                    AppError::bad_request("the request body could not be read")
+                }
+            })?;
+            self.write(&chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Bytes received so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was received.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Flushes and returns the file with its hex SHA-256.
+    pub async fn finish(mut self) -> Result<(TempFile, String, u64), AppError> {
+        self.file.flush().await?;
+        self.file.sync_all().await?;
+        let hash = self
+            .hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok((self.temp, hash, self.len))
+    }
+}
+
+/// Maps a probe failure to its HTTP answer.
+pub fn probe_error(e: JobError) -> AppError {
+    match e.code {
+        ErrorCode::UnsupportedFormat | ErrorCode::DecodeFailed | ErrorCode::InvalidInput => {
+            AppError::unsupported_media(e.message)
+        }
+        ErrorCode::InputTooLong => AppError::unprocessable("input_too_long", e.message),
+        ErrorCode::SampleRateTooHigh => AppError::unprocessable("sample_rate_too_high", e.message),
+        ErrorCode::TooManyChannels => AppError::unprocessable("too_many_channels", e.message),
+        ErrorCode::ResourceLimit | ErrorCode::Timeout => {
+            AppError::unsupported_media("the file could not be probed within the resource limits")
+        }
+        _ => AppError::internal(format!("probe failed: {}: {}", e.code, e.message)),
+    }
+}
+
+/// Probes received bytes and, if they are acceptable audio, stores them as an upload.
+pub async fn store_upload(
+    state: &AppState,
+    tenant: Tenant,
+    received: Receiver,
+    filename: Option<String>,
+    client: &str,
+) -> Result<Upload, AppError> {
+    let reject = |e: AppError| {
+        state.metrics().security_event("upload_rejected");
+        tracing::warn!(
+            target: "security",
+            event = "upload_rejected",
+            account = %tenant.account,
+            client,
+            kind = e.kind(),
+            "upload rejected"
+        );
+        e
+    };
+    if received.is_empty() {
+        return Err(reject(AppError::bad_request("the upload is empty")));
+    }
+    let (temp, sha256, size) = received.finish().await?;
+    let limits = state.config().limits;
+    let media = state
+        .prober()
+        .probe(temp.path(), &limits)
+        .await
+        .map_err(|e| reject(probe_error(e)))?;
+    let id = UploadId::new();
+    let key = BlobKey::upload(id);
+    state.blob().put_file(&key, &temp.keep()).await?;
+    let now = Utc::now();
+    let upload = Upload {
+        id,
+        account_id: tenant.account,
+        blob_key: key.as_str().to_owned(),
+        filename: filename
+            .map(|f| sanitize_filename(&f))
+            .filter(|f| !f.is_empty()),
+        size,
+        sha256,
+        media,
+        created_at: now,
+        expires_at: now + state.config().upload_retention,
+    };
+    if let Err(e) = state.store().insert_upload(&upload).await {
+        // No row: remove the bytes too, so nothing is left behind.
+        let _ = state.blob().delete(&key).await;
+        return Err(e.into());
+    }
+    Ok(upload)
+}
+
+/// Keeps a client's file name for display only: the last path component, printable, short.
+pub fn sanitize_filename(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    base.chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+/// Receives a raw request body.
+pub async fn receive_body(state: &AppState, body: axum::body::Body) -> Result<Receiver, AppError> {
+    let config = state.config();
+    let mut receiver =
+        Receiver::create(&config.upload_temp_dir, config.limits.max_upload_bytes).await?;
+    receiver.write_stream(body.into_data_stream()).await?;
+    Ok(receiver)
+}
+
+/// Receives one multipart field.
+pub async fn receive_field(
+    state: &AppState,
+    field: &mut axum::extract::multipart::Field<'_>,
+) -> Result<Receiver, AppError> {
+    let config = state.config();
+    let mut receiver =
+        Receiver::create(&config.upload_temp_dir, config.limits.max_upload_bytes).await?;
+    loop {
+        match field.chunk().await {
+            Ok(Some(chunk)) => receiver.write(&chunk).await?,
+            Ok(None) => break,
+            Err(e) => return Err(multipart_error(e, config.limits.max_upload_bytes)),
+        }
+    }
+    Ok(receiver)
+}
+
+/// Maps a multipart parse error.
+pub fn multipart_error(e: axum::extract::multipart::MultipartError, cap: u64) -> AppError {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::payload_too_large(cap)
+    } else {
+        AppError::bad_request("malformed multipart body")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize_filename;
+
+    #[test]
+    fn filenames_lose_paths_and_controls() {
+        assert_eq!(sanitize_filename("../../etc/passwd"), "passwd");
+        assert_eq!(sanitize_filename("C:\\x\\song.mp3"), "song.mp3");
+        assert_eq!(sanitize_filename("a\u{0}b\nc.wav"), "abc.wav");
+    }
+}

@@ -1,0 +1,143 @@
+//! Shared state of the HTTP API.
+
+use async_trait::async_trait;
+use audiomill_blob::BlobStore;
+use audiomill_core::{JobError, Limits, MediaInfo};
+use audiomill_store::Store;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+use crate::metrics::HttpMetrics;
+
+/// Reads what an uploaded file is. The binary plugs in the media engine (run in a sandboxed
+/// child process), so the server itself never parses untrusted media.
+#[async_trait]
+pub trait Prober: Send + Sync + 'static {
+    /// Probes the file at `path`, enforcing `limits` from the headers.
+    async fn probe(&self, path: &Path, limits: &Limits) -> Result<MediaInfo, JobError>;
+}
+
+/// Settings of the API (the binary fills them from its configuration).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Limits on inputs (upload size, duration, sample rate, channels).
+    pub limits: Limits,
+    /// How long uploads are kept.
+    pub upload_retention: Duration,
+    /// Largest JSON body of a job request.
+    pub max_json_bytes: usize,
+    /// Attempts a job gets before it fails for good.
+    pub max_attempts: u32,
+    /// Origins allowed to call the API from a browser (exact `scheme://host[:port]`); none by
+    /// default.
+    pub cors_origins: Vec<String>,
+    /// Host names (without port) the API answers to. Empty means loopback names only
+    /// (`localhost`, `127.0.0.1`, `::1`), which is safe for the laptop default and refuses
+    /// DNS-rebinding; a public deployment lists its names.
+    pub trusted_hosts: Vec<String>,
+    /// `/readyz` fails when the data directory's file system has less free space than this.
+    pub min_free_disk_bytes: u64,
+    /// The data directory (checked for free space).
+    pub data_dir: PathBuf,
+    /// Where uploads stream to before they are probed; on the blob store's file system.
+    pub upload_temp_dir: PathBuf,
+    /// How often an event stream looks for changes of its job.
+    pub event_poll: Duration,
+    /// An event stream ends after this long even if its job has not.
+    pub event_max_duration: Duration,
+}
+
+impl ServerConfig {
+    /// Defaults for a data directory: safe limits, nothing allowed cross-origin.
+    pub fn for_data_dir(data_dir: &Path, upload_temp_dir: &Path) -> Self {
+        Self {
+            limits: Limits::default(),
+            upload_retention: Duration::from_secs(24 * 3600),
+            max_json_bytes: 64 * 1024,
+            max_attempts: 3,
+            cors_origins: Vec::new(),
+            trusted_hosts: Vec::new(),
+            min_free_disk_bytes: 512 * 1024 * 1024,
+            data_dir: data_dir.to_path_buf(),
+            upload_temp_dir: upload_temp_dir.to_path_buf(),
+            event_poll: Duration::from_millis(200),
+            event_max_duration: Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    store: Arc<dyn Store>,
+    blob: Arc<dyn BlobStore>,
+    prober: Arc<dyn Prober>,
+    config: ServerConfig,
+    metrics: HttpMetrics,
+    registry: Arc<prometheus_client::registry::Registry>,
+    job_waker: Arc<Notify>,
+}
+
+impl AppState {
+    /// Builds the state. `registry` must already hold `metrics` (and the worker's metrics, if
+    /// a worker runs in this process); `job_waker` is poked when a job is queued.
+    pub fn new(
+        store: Arc<dyn Store>,
+        blob: Arc<dyn BlobStore>,
+        prober: Arc<dyn Prober>,
+        config: ServerConfig,
+        metrics: HttpMetrics,
+        registry: Arc<prometheus_client::registry::Registry>,
+        job_waker: Arc<Notify>,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            store,
+            blob,
+            prober,
+            config,
+            metrics,
+            registry,
+            job_waker,
+        }))
+    }
+
+    /// The database.
+    pub fn store(&self) -> &dyn Store {
+        self.0.store.as_ref()
+    }
+
+    /// The byte storage.
+    pub fn blob(&self) -> &dyn BlobStore {
+        self.0.blob.as_ref()
+    }
+
+    /// The media prober.
+    pub fn prober(&self) -> &dyn Prober {
+        self.0.prober.as_ref()
+    }
+
+    /// The API settings.
+    pub fn config(&self) -> &ServerConfig {
+        &self.0.config
+    }
+
+    /// HTTP and security metrics.
+    pub fn metrics(&self) -> &HttpMetrics {
+        &self.0.metrics
+    }
+
+    /// The Prometheus registry served at `/metrics`.
+    pub fn registry(&self) -> &prometheus_client::registry::Registry {
+        &self.0.registry
+    }
+
+    /// Wakes the worker(s) of this process after a job was queued.
+    pub fn wake_workers(&self) {
+        self.0.job_waker.notify_waiters();
+        self.0.job_waker.notify_one();
+    }
+}

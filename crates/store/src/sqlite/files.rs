@@ -1,0 +1,129 @@
+//! Uploads, artifacts and retention.
+
+use super::rows::{self, artifact_columns, json, ms, size_value, upload_columns};
+use super::{conflict, SqliteStore};
+use crate::model::*;
+use crate::Result;
+use audiomill_core::{AccountId, ArtifactId, UploadId};
+use chrono::{DateTime, Utc};
+
+impl SqliteStore {
+    pub(super) async fn insert_upload_impl(&self, upload: &Upload) -> Result<()> {
+        sqlx::query(concat!(
+            "INSERT INTO uploads (",
+            upload_columns!(),
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(upload.id.to_string())
+        .bind(upload.account_id.to_string())
+        .bind(&upload.blob_key)
+        .bind(&upload.filename)
+        .bind(size_value(upload.size)?)
+        .bind(&upload.sha256)
+        .bind(json(&upload.media)?)
+        .bind(ms(upload.created_at))
+        .bind(ms(upload.expires_at))
+        .execute(&self.write)
+        .await
+        .map_err(conflict("upload"))?;
+        Ok(())
+    }
+
+    pub(super) async fn get_upload_impl(
+        &self,
+        account: AccountId,
+        id: UploadId,
+    ) -> Result<Option<Upload>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            upload_columns!(),
+            " FROM uploads WHERE id = ? AND account_id = ?"
+        ))
+        .bind(id.to_string())
+        .bind(account.to_string())
+        .fetch_optional(&self.read)
+        .await?
+        .map(|row| rows::upload(&row))
+        .transpose()
+    }
+
+    pub(super) async fn get_artifact_impl(
+        &self,
+        account: AccountId,
+        id: ArtifactId,
+    ) -> Result<Option<Artifact>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            artifact_columns!(),
+            " FROM artifacts WHERE id = ? AND account_id = ?"
+        ))
+        .bind(id.to_string())
+        .bind(account.to_string())
+        .fetch_optional(&self.read)
+        .await?
+        .map(|row| rows::artifact(&row))
+        .transpose()
+    }
+
+    pub(super) async fn expired_uploads_impl(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Upload>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            upload_columns!(),
+            " FROM uploads WHERE expires_at <= ? ORDER BY expires_at, id LIMIT ?"
+        ))
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(rows::upload)
+        .collect()
+    }
+
+    pub(super) async fn expired_artifacts_impl(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Artifact>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            artifact_columns!(),
+            " FROM artifacts WHERE expires_at <= ? ORDER BY expires_at, id LIMIT ?"
+        ))
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(rows::artifact)
+        .collect()
+    }
+
+    pub(super) async fn delete_upload_impl(&self, id: UploadId) -> Result<()> {
+        sqlx::query("DELETE FROM uploads WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn delete_artifact_impl(&self, id: ArtifactId) -> Result<()> {
+        sqlx::query("DELETE FROM artifacts WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn all_blob_keys_impl(&self) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT blob_key FROM uploads UNION SELECT blob_key FROM artifacts")
+                .fetch_all(&self.read)
+                .await?,
+        )
+    }
+}

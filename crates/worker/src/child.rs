@@ -1,0 +1,221 @@
+//! The job child: `audiomill __run-job`.
+//!
+//! Runs in a sandboxed process (see [`crate::sandboxed_command`]) and is the only place that
+//! feeds untrusted media to the engine. It reads one [`ChildTask`] from stdin and answers with
+//! the line protocol of [`crate::protocol`]. It needs no async runtime and no logging setup:
+//! call it first thing in `main`, before anything else is started.
+
+use crate::protocol::{ChildArtifact, ChildMessage, ChildTask};
+use audiomill_core::{ErrorCode, JobError, Operation};
+use std::io::{Read, Write};
+use std::panic::AssertUnwindSafe;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Largest task accepted on stdin (it is a few hundred bytes).
+const MAX_TASK_BYTES: u64 = 1 << 20;
+/// At most this often a progress line (plus one whenever the fraction reaches 1).
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// Exit codes of the child besides success; the parent treats them all as a crash.
+const EXIT_BAD_TASK: u8 = 2;
+const EXIT_STDOUT_GONE: u8 = 3;
+
+/// Body of the hidden `audiomill __run-job` subcommand.
+///
+/// Exits 0 whenever it could write its final line, whether the job succeeded or failed; a panic
+/// in the engine is reported as `decode_failed` (the engine panicked on the input, so the input is
+/// what it could not handle).
+pub fn child_main() -> ExitCode {
+    let mut text = String::new();
+    if let Err(e) = std::io::stdin()
+        .take(MAX_TASK_BYTES)
+        .read_to_string(&mut text)
+    {
+        eprintln!("audiomill job child: cannot read the task: {e}");
+        return ExitCode::from(EXIT_BAD_TASK);
+    }
+    let task: ChildTask = match serde_json::from_str(&text) {
+        Ok(task) => task,
+        Err(e) => {
+            eprintln!("audiomill job child: malformed task: {e}");
+            return ExitCode::from(EXIT_BAD_TASK);
+        }
+    };
+
+    let stdout = std::io::stdout();
+    let mut throttle = ProgressThrottle::default();
+    let mut progress = |fraction: f64| {
+        if let Some(fraction) = throttle.admit(fraction, Instant::now()) {
+            // A parent that stopped reading will see our exit status; nothing to do here.
+            let _ = write_line(&mut stdout.lock(), &ChildMessage::Progress { fraction });
+        }
+    };
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| run_task(&task, &mut progress)));
+    let message = match outcome {
+        Ok(Ok(message)) => message,
+        Ok(Err(error)) => ChildMessage::Failed { error },
+        Err(_) => ChildMessage::Failed {
+            error: JobError::new(ErrorCode::DecodeFailed, "the input could not be decoded"),
+        },
+    };
+    match write_line(&mut stdout.lock(), &message) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(EXIT_STDOUT_GONE),
+    }
+}
+
+fn write_line(out: &mut impl Write, message: &ChildMessage) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, message)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+/// Keeps progress lines few: at most one per [`PROGRESS_EVERY`], only when the value moved.
+#[derive(Default)]
+struct ProgressThrottle {
+    last: Option<(Instant, f64)>,
+}
+
+impl ProgressThrottle {
+    fn admit(&mut self, fraction: f64, now: Instant) -> Option<f64> {
+        if !fraction.is_finite() {
+            return None;
+        }
+        let fraction = fraction.clamp(0.0, 1.0);
+        if let Some((at, value)) = self.last {
+            let moved = (fraction - value).abs() >= 0.001;
+            let due = now.duration_since(at) >= PROGRESS_EVERY || (fraction >= 1.0 && moved);
+            if !moved || !due {
+                return None;
+            }
+        }
+        self.last = Some((now, fraction));
+        Some(fraction)
+    }
+}
+
+/// Runs the task with the engine; the files go to `task.output_dir` under fixed names.
+pub(crate) fn run_task(
+    task: &ChildTask,
+    progress: &mut dyn FnMut(f64),
+) -> Result<ChildMessage, JobError> {
+    let operation = Operation::from_parts(task.operation, &task.options)
+        .map_err(|e| JobError::new(ErrorCode::InvalidInput, e.0))?;
+    let engine_error = |e: audiomill_media::MediaError| JobError::new(e.code(), e.public_message());
+    let internal = |what: &str, e: &dyn std::fmt::Display| {
+        eprintln!("audiomill job child: {what}: {e}");
+        JobError::new(ErrorCode::Internal, "the result could not be written")
+    };
+    match operation {
+        Operation::Convert(options) => {
+            let ext = options.format.extension();
+            let file = format!("output.{ext}");
+            let info = audiomill_media::convert(
+                &task.input,
+                &task.output_dir.join(&file),
+                &options,
+                &task.limits,
+                progress,
+            )
+            .map_err(engine_error)?;
+            let result = serde_json::to_value(&info).map_err(|e| internal("result", &e))?;
+            Ok(ChildMessage::Succeeded {
+                artifacts: vec![ChildArtifact {
+                    file,
+                    name: download_name(&task.output_name, ext),
+                    content_type: options.format.content_type().into(),
+                }],
+                result: Some(result),
+                audio_seconds: info.duration_secs.unwrap_or(0.0),
+            })
+        }
+        Operation::Analyze(_) => {
+            let analysis = audiomill_media::analyze(&task.input, &task.limits, progress)
+                .map_err(engine_error)?;
+            let result = serde_json::to_value(&analysis).map_err(|e| internal("result", &e))?;
+            let file = "analysis.json".to_owned();
+            let mut bytes =
+                serde_json::to_vec_pretty(&result).map_err(|e| internal("result", &e))?;
+            bytes.push(b'\n');
+            std::fs::write(task.output_dir.join(&file), bytes)
+                .map_err(|e| internal("writing the report", &e))?;
+            Ok(ChildMessage::Succeeded {
+                artifacts: vec![ChildArtifact {
+                    file,
+                    name: download_name(&task.output_name, "json"),
+                    content_type: "application/json".into(),
+                }],
+                result: Some(result),
+                audio_seconds: analysis.duration_secs,
+            })
+        }
+    }
+}
+
+/// `base.ext`, unless `base` already ends in `.ext`.
+fn download_name(base: &str, ext: &str) -> String {
+    let suffix = format!(".{ext}");
+    if base.len() > suffix.len() && base.to_ascii_lowercase().ends_with(&suffix) {
+        base.to_owned()
+    } else {
+        format!("{base}{suffix}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use audiomill_core::{Limits, OperationKind};
+
+    fn task(operation: OperationKind, options: serde_json::Value) -> ChildTask {
+        ChildTask {
+            operation,
+            options,
+            input: "/nonexistent/input".into(),
+            output_dir: "/nonexistent/out".into(),
+            output_name: "output".into(),
+            limits: Limits::default(),
+        }
+    }
+
+    #[test]
+    fn invalid_options_are_invalid_input() {
+        let bad = task(
+            OperationKind::Convert,
+            serde_json::json!({"format": "wav", "bitrate": 128}),
+        );
+        let error = run_task(&bad, &mut |_| {}).unwrap_err();
+        assert_eq!(error.code, ErrorCode::InvalidInput);
+        assert!(error.message.contains("bitrate"));
+    }
+
+    #[test]
+    fn engine_errors_are_reported_not_thrown() {
+        // Whatever the engine says about a missing input, it is a reported error, never a panic,
+        // and its message carries no path.
+        let missing = task(OperationKind::Analyze, serde_json::Value::Null);
+        let error = run_task(&missing, &mut |_| {}).unwrap_err();
+        assert!(!error.message.contains("/nonexistent"), "{error:?}");
+    }
+
+    #[test]
+    fn download_names() {
+        assert_eq!(download_name("output", "mp3"), "output.mp3");
+        assert_eq!(download_name("song.MP3", "mp3"), "song.MP3");
+        assert_eq!(download_name("song.wav", "mp3"), "song.wav.mp3");
+        assert_eq!(download_name("my (live) take", "json"), "my (live) take.json");
+    }
+
+    #[test]
+    fn progress_is_throttled() {
+        let mut t = ProgressThrottle::default();
+        let start = Instant::now();
+        assert_eq!(t.admit(0.1, start), Some(0.1));
+        assert_eq!(t.admit(0.2, start + Duration::from_millis(10)), None);
+        assert_eq!(t.admit(0.2, start + Duration::from_millis(150)), Some(0.2));
+        assert_eq!(t.admit(0.2, start + Duration::from_millis(400)), None);
+        assert_eq!(t.admit(f64::NAN, start + Duration::from_millis(600)), None);
+        assert_eq!(t.admit(7.0, start + Duration::from_millis(610)), Some(1.0));
+    }
+}

@@ -1,0 +1,809 @@
+//! One attempt of one job: input → sandboxed child → artifacts → the store.
+
+use crate::backoff::backoff;
+use crate::jobdir::JobDir;
+use crate::metrics::{Outcome, WorkerMetrics};
+use crate::protocol::{ChildArtifact, ChildMessage, ChildTask, MAX_ARTIFACTS, MAX_LINE_BYTES};
+use crate::sandbox::{kill_group, sandboxed_command};
+use crate::WorkerConfig;
+use audiomill_blob::{BlobError, BlobKey, BlobStore};
+use audiomill_core::{ArtifactId, AudioFormat, ErrorCode, InputRef, JobError};
+use audiomill_store::{Artifact, ClaimedJob, Heartbeat, Lease, Store};
+use chrono::Utc;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{ChildStderr, ChildStdout};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// Bytes of the child's stderr kept for the logs (the end of it).
+const STDERR_TAIL_BYTES: usize = 8 * 1024;
+/// How long to wait for the child's pipes to close once its group is dead.
+const PIPE_DRAIN: Duration = Duration::from_secs(2);
+/// Longest error message accepted from the child.
+const MAX_MESSAGE_CHARS: usize = 1000;
+
+/// What every job task shares.
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) blob: Arc<dyn BlobStore>,
+    pub(crate) config: WorkerConfig,
+    pub(crate) metrics: WorkerMetrics,
+}
+
+/// How the child phase of an attempt ended.
+enum RunEnd {
+    /// The child reported success; its files are still in the job directory.
+    Done {
+        artifacts: Vec<ChildArtifact>,
+        result: Option<serde_json::Value>,
+        audio_seconds: f64,
+    },
+    /// The attempt failed with this error (retried if the code is retryable).
+    Failed(JobError),
+    /// The owner asked to cancel; the child is dead.
+    Canceled,
+    /// The lease is no longer ours; write nothing.
+    Lost,
+    /// Shutdown: give the job back to the queue.
+    Requeue,
+}
+
+/// What to record in the store.
+enum Final {
+    Succeeded {
+        rows: Vec<Artifact>,
+        result: Option<serde_json::Value>,
+        audio_seconds: f64,
+    },
+    Failed(JobError),
+    Canceled,
+    Lost,
+    Requeue,
+}
+
+/// Runs one claimed job to the end of this attempt and records the outcome. `stop` kills the
+/// child and requeues the job (the end of the shutdown grace period).
+pub(crate) async fn run_job(
+    shared: Arc<Shared>,
+    claimed: ClaimedJob,
+    stop: CancellationToken,
+) -> Outcome {
+    let started = Instant::now();
+    tracing::info!("job attempt started");
+    let outcome = attempt(&shared, &claimed, &stop, started).await;
+    let took = started.elapsed();
+    shared
+        .metrics
+        .finished(claimed.job.operation, outcome, took);
+    tracing::info!(
+        outcome = outcome.as_str(),
+        duration_ms = took.as_millis() as u64,
+        "job attempt finished"
+    );
+    outcome
+}
+
+async fn attempt(
+    shared: &Shared,
+    claimed: &ClaimedJob,
+    stop: &CancellationToken,
+    started: Instant,
+) -> Outcome {
+    let job = &claimed.job;
+    let (progress_tx, progress_rx) = watch::channel(None);
+    let keeper = LeaseKeeper::spawn(shared, claimed.lease.clone(), progress_rx);
+    let name = format!("{}-{}", job.id, claimed.lease.attempt);
+    let end = match JobDir::create(&shared.config.temp_dir, &name) {
+        Err(e) => {
+            tracing::error!(error = %e, dir = %shared.config.temp_dir.display(), "cannot create job directory");
+            drop(keeper);
+            return record(shared, claimed, Final::Failed(internal())).await;
+        }
+        Ok(dir) => {
+            let end = run_child(
+                shared,
+                claimed,
+                &dir,
+                &keeper,
+                progress_tx,
+                stop,
+                started + shared.config.job_timeout,
+            )
+            .await;
+            // Artifacts move into blob storage while the directory still exists; the directory
+            // is gone before the job is released (a requeued job may be claimed again at once,
+            // with the same directory name).
+            let end = match end {
+                RunEnd::Done {
+                    artifacts,
+                    result,
+                    audio_seconds,
+                } => match ingest(shared, claimed, &dir, artifacts).await {
+                    Ok(rows) => Final::Succeeded {
+                        rows,
+                        result,
+                        audio_seconds,
+                    },
+                    Err(error) => Final::Failed(error),
+                },
+                RunEnd::Failed(error) => Final::Failed(error),
+                RunEnd::Canceled => Final::Canceled,
+                RunEnd::Lost => Final::Lost,
+                RunEnd::Requeue => Final::Requeue,
+            };
+            drop(dir);
+            end
+        }
+    };
+    drop(keeper);
+    record(shared, claimed, end).await
+}
+
+fn internal() -> JobError {
+    JobError::new(
+        ErrorCode::Internal,
+        "an internal error interrupted the job; it will be retried",
+    )
+}
+
+fn crashed() -> JobError {
+    JobError::new(
+        ErrorCode::WorkerCrashed,
+        "the process running the job stopped unexpectedly",
+    )
+}
+
+fn input_not_found() -> JobError {
+    JobError::new(ErrorCode::InputNotFound, "the job's input no longer exists")
+}
+
+/// The input's blob key, from the job's account only.
+async fn resolve_input(shared: &Shared, claimed: &ClaimedJob) -> Result<BlobKey, JobError> {
+    let job = &claimed.job;
+    let stored = match job.input {
+        InputRef::Upload(id) => shared
+            .store
+            .get_upload(job.account_id, id)
+            .await
+            .map(|u| u.map(|u| u.blob_key)),
+        InputRef::Artifact(id) => shared
+            .store
+            .get_artifact(job.account_id, id)
+            .await
+            .map(|a| a.map(|a| a.blob_key)),
+    };
+    match stored {
+        Ok(Some(key)) => BlobKey::from_stored(&key).ok_or_else(|| {
+            tracing::error!(key, "input row holds an invalid blob key");
+            internal()
+        }),
+        Ok(None) => Err(input_not_found()),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot look up the job's input");
+            Err(internal())
+        }
+    }
+}
+
+/// Copies the input in, runs the child and watches it until it ends.
+async fn run_child(
+    shared: &Shared,
+    claimed: &ClaimedJob,
+    dir: &JobDir,
+    keeper: &LeaseKeeper,
+    progress: watch::Sender<Option<f64>>,
+    stop: &CancellationToken,
+    deadline: Instant,
+) -> RunEnd {
+    let config = &shared.config;
+    let job = &claimed.job;
+
+    let key = match resolve_input(shared, claimed).await {
+        Ok(key) => key,
+        Err(error) => return RunEnd::Failed(error),
+    };
+    let input = dir.input();
+    let copied = tokio::select! {
+        copied = shared.blob.get_to_file(&key, &input) => copied,
+        _ = stop.cancelled() => return RunEnd::Requeue,
+    };
+    match copied {
+        Ok(_) => {}
+        Err(BlobError::NotFound(_)) => return RunEnd::Failed(input_not_found()),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot copy the input into the job directory");
+            return RunEnd::Failed(internal());
+        }
+    }
+    match keeper.state() {
+        LeaseState::Held => {}
+        LeaseState::CancelRequested => return RunEnd::Canceled,
+        LeaseState::Lost => return RunEnd::Lost,
+    }
+
+    let Some((program, args)) = config.child_command.split_first() else {
+        tracing::error!("worker child_command is empty");
+        return RunEnd::Failed(internal());
+    };
+    let mut command = sandboxed_command(program, args, &config.child_limits);
+    command
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            tracing::error!(error = %e, program = ?program, "cannot start the job child");
+            return RunEnd::Failed(internal());
+        }
+    };
+    let mut group = ProcessGroup(child.id());
+    tracing::debug!(pid = ?child.id(), "job child started");
+
+    let task = ChildTask {
+        operation: job.operation,
+        options: job.options.clone(),
+        input: dir.input(),
+        output_dir: dir.output_dir(),
+        output_name: job
+            .output
+            .name
+            .clone()
+            .unwrap_or_else(|| "output".to_owned()),
+        limits: config.limits,
+    };
+    let mut payload = serde_json::to_vec(&task).expect("a task serializes to JSON");
+    payload.push(b'\n');
+    // Written from its own task so a child that never reads cannot stall us; errors (a child
+    // that exited early) show in its exit status.
+    let writer = child.stdin.take().map(|mut stdin| {
+        AbortOnDrop(tokio::spawn(async move {
+            let _ = stdin.write_all(&payload).await;
+            let _ = stdin.shutdown().await;
+        }))
+    });
+    let reader = child.stdout.take().map(|stdout| {
+        AbortOnDrop(tokio::spawn(
+            read_stdout(stdout, progress).in_current_span(),
+        ))
+    });
+    let stderr = child
+        .stderr
+        .take()
+        .map(|stderr| AbortOnDrop(tokio::spawn(read_tail(stderr))));
+
+    enum Stopped {
+        Exited(std::io::Result<ExitStatus>),
+        Canceled,
+        Lost,
+        TimedOut,
+        Shutdown,
+    }
+    let mut lease_state = keeper.subscribe();
+    let mut keeper_alive = true;
+    let stopped = loop {
+        tokio::select! {
+            status = child.wait() => break Stopped::Exited(status),
+            changed = lease_state.changed(), if keeper_alive => {
+                if changed.is_err() {
+                    keeper_alive = false;
+                    continue;
+                }
+                let state = *lease_state.borrow_and_update();
+                match state {
+                    LeaseState::Held => {}
+                    LeaseState::CancelRequested => break Stopped::Canceled,
+                    LeaseState::Lost => break Stopped::Lost,
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => break Stopped::TimedOut,
+            _ = stop.cancelled() => break Stopped::Shutdown,
+        }
+    };
+    // Kill the group: the child if it still runs, and anything it left behind if it exited.
+    group.kill();
+    if !matches!(stopped, Stopped::Exited(_)) {
+        let _ = child.wait().await;
+    }
+    drop(writer);
+    let report = match reader {
+        Some(reader) => tokio::time::timeout(PIPE_DRAIN, reader.join())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| StdoutReport {
+                violation: Some("stdout did not close".into()),
+                ..StdoutReport::default()
+            }),
+        None => StdoutReport::default(),
+    };
+    let stderr_tail = match stderr {
+        Some(tail) => tokio::time::timeout(PIPE_DRAIN, tail.join())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let stderr_text = String::from_utf8_lossy(&stderr_tail);
+
+    match stopped {
+        Stopped::Canceled => {
+            tracing::info!("cancel requested: job child killed");
+            RunEnd::Canceled
+        }
+        Stopped::Lost => {
+            tracing::warn!("lease lost: job child killed");
+            RunEnd::Lost
+        }
+        Stopped::Shutdown => {
+            tracing::info!("shutdown: job child killed");
+            RunEnd::Requeue
+        }
+        Stopped::TimedOut => {
+            tracing::warn!(stderr = %stderr_text, "job timed out: child killed");
+            RunEnd::Failed(JobError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "the job ran longer than its time limit of {}",
+                    human_duration(config.job_timeout)
+                ),
+            ))
+        }
+        Stopped::Exited(Err(e)) => {
+            tracing::error!(error = %e, "cannot wait for the job child");
+            RunEnd::Failed(internal())
+        }
+        Stopped::Exited(Ok(status)) => {
+            let end = judge(status, report);
+            match &end {
+                RunEnd::Done { .. } => {
+                    tracing::debug!(stderr = %stderr_text, "job child succeeded")
+                }
+                RunEnd::Failed(error) => tracing::warn!(
+                    %status,
+                    code = %error.code,
+                    stderr = %stderr_text,
+                    "job child failed"
+                ),
+                _ => {}
+            }
+            end
+        }
+    }
+}
+
+/// Reads what a child that exited on its own means.
+fn judge(status: ExitStatus, report: StdoutReport) -> RunEnd {
+    if let Some(violation) = &report.violation {
+        tracing::warn!(violation, "job child broke the protocol");
+    }
+    if status.success() && report.violation.is_none() {
+        match report.final_message {
+            Some(ChildMessage::Succeeded {
+                artifacts,
+                result,
+                audio_seconds,
+            }) => {
+                return RunEnd::Done {
+                    artifacts,
+                    result,
+                    audio_seconds,
+                }
+            }
+            Some(ChildMessage::Failed { mut error }) => {
+                if error.message.chars().count() > MAX_MESSAGE_CHARS {
+                    error.message = error.message.chars().take(MAX_MESSAGE_CHARS).collect();
+                }
+                return RunEnd::Failed(error);
+            }
+            Some(ChildMessage::Progress { .. }) | None => {
+                tracing::warn!("job child exited without a final line");
+                return RunEnd::Failed(crashed());
+            }
+        }
+    }
+    RunEnd::Failed(error_for_status(status))
+}
+
+/// The error of a child that died (by a signal or a non-zero exit) without a usable answer.
+pub(crate) fn error_for_status(status: ExitStatus) -> JobError {
+    match status.signal() {
+        Some(libc::SIGXCPU) => JobError::new(
+            ErrorCode::Timeout,
+            "the job used more CPU time than it is allowed",
+        ),
+        Some(libc::SIGXFSZ) => JobError::new(
+            ErrorCode::ResourceLimit,
+            "the job's output exceeded the file size limit",
+        ),
+        // Allocation failure under RLIMIT_AS aborts; a failed stack or mmap growth faults.
+        Some(libc::SIGABRT | libc::SIGSEGV | libc::SIGBUS) => JobError::new(
+            ErrorCode::ResourceLimit,
+            "the job exceeded its memory limit",
+        ),
+        _ => crashed(),
+    }
+}
+
+fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 3600 && secs % 3600 == 0 {
+        format!("{} h", secs / 3600)
+    } else if secs >= 60 && secs % 60 == 0 {
+        format!("{} min", secs / 60)
+    } else if secs >= 1 {
+        format!("{secs} s")
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+/// Content types an artifact may have: what the engine writes, nothing a browser would run.
+fn allowed_content_type(content_type: &str) -> bool {
+    const FORMATS: [AudioFormat; 3] = [AudioFormat::Wav, AudioFormat::Flac, AudioFormat::Mp3];
+    // A new format must be added above: this match stops compiling until it is.
+    match AudioFormat::Wav {
+        AudioFormat::Wav | AudioFormat::Flac | AudioFormat::Mp3 => {}
+    }
+    content_type == "application/json" || FORMATS.iter().any(|f| f.content_type() == content_type)
+}
+
+/// A plain file name: no directories, not `.`/`..`.
+fn plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\', '\0'])
+}
+
+/// A download name as the child builds it from a validated `output.name`.
+fn valid_download_name(name: &str) -> bool {
+    let ok_char = |c: char| c.is_alphanumeric() || " -_.()".contains(c);
+    !name.is_empty() && name.chars().count() <= 120 && name.chars().all(ok_char) && !name.starts_with('.')
+}
+
+/// Checks the child's artifacts and moves them into blob storage. On error, removes what it
+/// already moved.
+async fn ingest(
+    shared: &Shared,
+    claimed: &ClaimedJob,
+    dir: &JobDir,
+    artifacts: Vec<ChildArtifact>,
+) -> Result<Vec<Artifact>, JobError> {
+    let job = &claimed.job;
+    let out = dir.output_dir();
+    if artifacts.len() > MAX_ARTIFACTS {
+        tracing::warn!(count = artifacts.len(), "job child reported too many artifacts");
+        return Err(crashed());
+    }
+    for (i, artifact) in artifacts.iter().enumerate() {
+        let problem = if !plain_file_name(&artifact.file) {
+            Some("file is not a plain file name")
+        } else if artifacts[..i].iter().any(|a| a.file == artifact.file) {
+            Some("file reported twice")
+        } else if !valid_download_name(&artifact.name) {
+            Some("invalid download name")
+        } else if !allowed_content_type(&artifact.content_type) {
+            Some("content type not allowed")
+        } else {
+            match tokio::fs::symlink_metadata(out.join(&artifact.file)).await {
+                Ok(meta) if meta.file_type().is_file() && meta.nlink() == 1 => None,
+                Ok(_) => Some("not a regular file"),
+                Err(_) => Some("file missing"),
+            }
+        };
+        if let Some(problem) = problem {
+            tracing::warn!(
+                file = %artifact.file.escape_debug(),
+                name = %artifact.name.escape_debug(),
+                content_type = %artifact.content_type.escape_debug(),
+                problem,
+                "job child reported an unusable artifact"
+            );
+            return Err(crashed());
+        }
+    }
+
+    let now = Utc::now();
+    let retention = chrono::Duration::from_std(shared.config.artifact_retention)
+        .unwrap_or(chrono::Duration::MAX);
+    let expires_at = now.checked_add_signed(retention).unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
+    let mut rows: Vec<Artifact> = Vec::with_capacity(artifacts.len());
+    for artifact in artifacts {
+        let id = ArtifactId::new();
+        let key = BlobKey::artifact(job.id, id);
+        match shared.blob.put_file(&key, &out.join(&artifact.file)).await {
+            Ok(size) => rows.push(Artifact {
+                id,
+                account_id: job.account_id,
+                job_id: job.id,
+                name: artifact.name,
+                content_type: artifact.content_type,
+                size,
+                blob_key: key.to_string(),
+                created_at: now,
+                expires_at,
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store an artifact");
+                delete_blobs(shared.blob.as_ref(), &rows).await;
+                return Err(internal());
+            }
+        }
+    }
+    Ok(rows)
+}
+
+async fn delete_blobs(blob: &dyn BlobStore, rows: &[Artifact]) {
+    for row in rows {
+        if let Some(key) = BlobKey::from_stored(&row.blob_key) {
+            if let Err(e) = blob.delete(&key).await {
+                tracing::warn!(error = %e, %key, "cannot delete an unrecorded artifact");
+            }
+        }
+    }
+}
+
+/// Writes the end of the attempt, fenced on the lease.
+async fn record(shared: &Shared, claimed: &ClaimedJob, end: Final) -> Outcome {
+    let store = &shared.store;
+    let lease = &claimed.lease;
+    match end {
+        Final::Succeeded {
+            rows,
+            result,
+            audio_seconds,
+        } => match store.succeed_job(lease, &rows, result, Utc::now()).await {
+            Ok(true) => {
+                shared
+                    .metrics
+                    .audio_processed(claimed.job.operation, audio_seconds);
+                Outcome::Succeeded
+            }
+            Ok(false) => {
+                tracing::warn!("lease lost before the job could be marked succeeded");
+                delete_blobs(shared.blob.as_ref(), &rows).await;
+                Outcome::Lost
+            }
+            Err(e) => {
+                // It may or may not have committed. Keep the bytes: if no row refers to them,
+                // the orphan sweeper removes them; deleting them could break a committed job.
+                tracing::error!(error = %e, "cannot record the job's success");
+                fail(shared, claimed, internal()).await
+            }
+        },
+        Final::Failed(error) => fail(shared, claimed, error).await,
+        Final::Canceled => match store.cancel_running(lease, Utc::now()).await {
+            Ok(true) => Outcome::Canceled,
+            Ok(false) => Outcome::Lost,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record the job's cancellation");
+                Outcome::Lost
+            }
+        },
+        Final::Lost => Outcome::Lost,
+        Final::Requeue => match store.requeue(lease, Utc::now()).await {
+            Ok(true) => Outcome::Requeued,
+            Ok(false) => Outcome::Lost,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot requeue the job");
+                Outcome::Lost
+            }
+        },
+    }
+}
+
+/// Records a failed attempt; retryable codes get a retry time with backoff.
+async fn fail(shared: &Shared, claimed: &ClaimedJob, error: JobError) -> Outcome {
+    let config = &shared.config;
+    let attempt = claimed.lease.attempt;
+    let now = Utc::now();
+    let retry_at = error.code.is_retryable().then(|| {
+        let delay = backoff(attempt, config.backoff_base, config.backoff_max);
+        now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX / 2)
+    });
+    let retried = retry_at.is_some() && attempt < claimed.job.max_attempts;
+    tracing::info!(code = %error.code, message = %error.message, retried, "job attempt failed");
+    match shared
+        .store
+        .fail_job(&claimed.lease, &error, retry_at, now)
+        .await
+    {
+        Ok(true) if retried => Outcome::Retried,
+        Ok(true) => Outcome::Failed,
+        Ok(false) => Outcome::Lost,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record the job's failure");
+            Outcome::Lost
+        }
+    }
+}
+
+/// The lease as seen by the heartbeat task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeaseState {
+    Held,
+    CancelRequested,
+    Lost,
+}
+
+/// Heartbeats for the whole attempt: extends the lease, sends the latest progress, and reports
+/// a cancel request or a lost lease. Stops when dropped.
+struct LeaseKeeper {
+    state: watch::Receiver<LeaseState>,
+    _task: AbortOnDrop<()>,
+}
+
+impl LeaseKeeper {
+    fn spawn(shared: &Shared, lease: Lease, mut progress: watch::Receiver<Option<f64>>) -> Self {
+        let (tx, rx) = watch::channel(LeaseState::Held);
+        let store = shared.store.clone();
+        let every = shared.config.heartbeat.max(Duration::from_millis(10));
+        let extend = shared.config.lease;
+        let task = tokio::spawn(
+            async move {
+                let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut sent: Option<f64> = None;
+                loop {
+                    ticks.tick().await;
+                    let latest = *progress.borrow_and_update();
+                    let report = if latest != sent { latest } else { None };
+                    match store.heartbeat(&lease, extend, report, Utc::now()).await {
+                        Ok(Heartbeat::Held { cancel_requested }) => {
+                            sent = latest;
+                            if cancel_requested {
+                                tx.send_if_modified(|s| {
+                                    let changed = *s == LeaseState::Held;
+                                    *s = LeaseState::CancelRequested;
+                                    changed
+                                });
+                            }
+                        }
+                        Ok(Heartbeat::Lost) => {
+                            tx.send_replace(LeaseState::Lost);
+                            return;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        Self {
+            state: rx,
+            _task: AbortOnDrop(task),
+        }
+    }
+
+    fn state(&self) -> LeaseState {
+        *self.state.borrow()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<LeaseState> {
+        let mut rx = self.state.clone();
+        rx.mark_changed();
+        rx
+    }
+}
+
+/// Kills the child's process group once, at the latest when dropped (a panic or an aborted
+/// task never leaves a child running).
+struct ProcessGroup(Option<u32>);
+
+impl ProcessGroup {
+    fn kill(&mut self) {
+        if let Some(pid) = self.0.take() {
+            kill_group(pid);
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A task aborted when its handle is dropped.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    async fn join(mut self) -> Option<T> {
+        (&mut self.0).await.ok()
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What the child said on stdout.
+#[derive(Debug, Default)]
+struct StdoutReport {
+    final_message: Option<ChildMessage>,
+    violation: Option<String>,
+}
+
+/// Reads protocol lines: progress goes to `progress`, the final line is kept. Anything off
+/// protocol is noted and the rest drained.
+async fn read_stdout(stdout: ChildStdout, progress: watch::Sender<Option<f64>>) -> StdoutReport {
+    let mut reader = BufReader::new(stdout);
+    let mut report = StdoutReport::default();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await;
+        match read {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                report.violation.get_or_insert(format!("stdout read error: {e}"));
+                break;
+            }
+        }
+        if line.len() > MAX_LINE_BYTES && line.last() != Some(&b'\n') {
+            report.violation.get_or_insert("line too long".into());
+            let _ = tokio::io::copy(&mut reader, &mut tokio::io::sink()).await;
+            break;
+        }
+        if report.violation.is_some() {
+            continue;
+        }
+        let text = line.trim_ascii();
+        if text.is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<ChildMessage>(text) {
+            Ok(_) if report.final_message.is_some() => {
+                report.violation = Some("message after the final line".into());
+            }
+            Ok(ChildMessage::Progress { fraction }) => {
+                if fraction.is_finite() {
+                    progress.send_replace(Some(fraction.clamp(0.0, 1.0)));
+                }
+            }
+            Ok(message) => report.final_message = Some(message),
+            Err(e) => report.violation = Some(format!("malformed line: {e}")),
+        }
+    }
+    report
+}
+
+/// The last [`STDERR_TAIL_BYTES`] of the child's stderr.
+async fn read_tail(mut stderr: ChildStderr) -> Vec<u8> {
+    let mut tail = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stderr.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > 2 * STDERR_TAIL_BYTES {
+                    tail.drain(..tail.len() - STDERR_TAIL_BYTES);
+                }
+            }
+        }
+    }
+    if tail.len() > STDERR_TAIL_BYTES {
+        tail.drain(..tail.len() - STDERR_TAIL_BYTES);
+    }
+    tail
+}
