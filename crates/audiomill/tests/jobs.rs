@@ -64,13 +64,13 @@ async fn upload_convert_download_round_trip() {
             (duration - 3.0).abs() < 0.06,
             "duration {duration} for {options}"
         );
-        // Level survives: RMS of a -6 dBFS sine is -9.01 dBFS.
+        // Level survives: RMS of a -6 dBFS sine is -9.01 dBFS. Lossless formats keep it
+        // exactly; a 128 kbit/s MP3 of a pure tone measures about 0.45 dB lower (Debian's
+        // ffmpeg encodes and decodes the same file to the same figure), so it gets 0.6 dB.
         let analysis = analysis_of(&bytes, ext);
-        assert!(
-            (analysis.rms_dbfs.unwrap() + 9.01).abs() < 0.1,
-            "rms {:?} for {options}",
-            analysis.rms_dbfs
-        );
+        let tolerance = if ext == "mp3" { 0.6 } else { 0.02 };
+        let rms = analysis.rms_dbfs.unwrap();
+        assert!((rms + 9.01).abs() < tolerance, "rms {rms} for {options}");
     }
 }
 

@@ -7,12 +7,12 @@ use crate::MediaError;
 use audiomill_core::{Limits, MediaInfo};
 use std::path::Path;
 use symphonia::core::audio::{Channels, SampleBuffer, SignalSpec};
-use symphonia::core::codecs::Decoder as _;
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::FormatReader;
 
-/// Corrupt packets in a row that are skipped before the input is declared undecodable.
-const MAX_CONSECUTIVE_ERRORS: u32 = 32;
+/// Corrupt packets at the start after which, with nothing decoded yet, the input is declared
+/// undecodable (instead of trying every packet of a long garbage file).
+const MAX_ERRORS_BEFORE_AUDIO: u64 = 64;
 
 /// A decoder over one audio file, yielding interleaved `f32` samples in `[-1, 1]` chunk by
 /// chunk (one codec packet at a time, so memory stays bounded whatever the file's length).
@@ -29,12 +29,17 @@ pub struct Decoder {
     max_secs: u64,
     frames: u64,
     skipped_packets: u64,
-    consecutive_errors: u32,
     buffer: Option<SampleBuffer<f32>>,
     buffer_spec: Option<SignalSpec>,
     chunk: std::ops::Range<usize>,
     done: bool,
 }
+
+// The worker moves a decoder onto a blocking thread.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<Decoder>();
+};
 
 impl std::fmt::Debug for Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -61,7 +66,6 @@ impl Decoder {
             inspected,
             frames: 0,
             skipped_packets: 0,
-            consecutive_errors: 0,
             buffer: None,
             buffer_spec: None,
             chunk: 0..0,
@@ -116,9 +120,9 @@ impl Decoder {
 
     /// The next chunk of interleaved samples, or `None` at the end of the stream.
     ///
-    /// Corrupt packets are skipped (up to a few in a row, like ffmpeg does); a stream that
-    /// ends early ends here too. Fails if nothing at all could be decoded, or if the decoded
-    /// audio exceeds the duration limit.
+    /// Corrupt packets are skipped, as ffmpeg does; a stream that ends early (truncated) or
+    /// turns to garbage ends here too. Fails if nothing at all could be decoded, or if the
+    /// decoded audio exceeds the duration limit.
     pub fn next_chunk(&mut self) -> Result<Option<&[f32]>, MediaError> {
         if self.decode_next()? {
             let samples = self.buffer.as_ref().map_or(&[][..], |b| b.samples());
@@ -157,26 +161,29 @@ impl Decoder {
             }
             let (codec, buffer, buffer_spec) =
                 (&mut self.codec, &mut self.buffer, &mut self.buffer_spec);
-            let decoded = guarded("decoder", || -> Result<Option<(usize, SignalSpec)>, SymError> {
-                let decoded = codec.decode(&packet)?;
-                let frames = decoded.frames();
-                if frames == 0 {
-                    return Ok(None);
-                }
-                let spec = *decoded.spec();
-                let capacity = decoded.capacity().max(frames);
-                let fits = buffer
-                    .as_ref()
-                    .is_some_and(|b| b.capacity() >= capacity * spec.channels.count());
-                if !fits || *buffer_spec != Some(spec) {
-                    *buffer = Some(SampleBuffer::new(capacity as u64, spec));
-                    *buffer_spec = Some(spec);
-                }
-                if let Some(buffer) = buffer.as_mut() {
-                    buffer.copy_interleaved_ref(decoded);
-                }
-                Ok(Some((frames, spec)))
-            });
+            let decoded = guarded(
+                "decoder",
+                || -> Result<Option<(usize, SignalSpec)>, SymError> {
+                    let decoded = codec.decode(&packet)?;
+                    let frames = decoded.frames();
+                    if frames == 0 {
+                        return Ok(None);
+                    }
+                    let spec = *decoded.spec();
+                    let capacity = decoded.capacity().max(frames);
+                    let fits = buffer
+                        .as_ref()
+                        .is_some_and(|b| b.capacity() >= capacity * spec.channels.count());
+                    if !fits || *buffer_spec != Some(spec) {
+                        *buffer = Some(SampleBuffer::new(capacity as u64, spec));
+                        *buffer_spec = Some(spec);
+                    }
+                    if let Some(buffer) = buffer.as_mut() {
+                        buffer.copy_interleaved_ref(decoded);
+                    }
+                    Ok(Some((frames, spec)))
+                },
+            );
             let (frames, spec) = match decoded {
                 Ok(Ok(Some(decoded))) => decoded,
                 Ok(Ok(None)) => continue,
@@ -190,13 +197,12 @@ impl Decoder {
                 }
                 Ok(Err(e)) => {
                     self.skipped_packets += 1;
-                    self.consecutive_errors += 1;
                     tracing::debug!(error = %e, "skipping a corrupt packet");
-                    if self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS {
+                    if self.frames == 0 && self.skipped_packets >= MAX_ERRORS_BEFORE_AUDIO {
                         self.done = true;
                         return Err(MediaError::decode(format!(
-                            "{} corrupt packets in a row: {e}",
-                            self.consecutive_errors
+                            "the first {} packets are corrupt: {e}",
+                            self.skipped_packets
                         )));
                     }
                     continue;
@@ -206,7 +212,6 @@ impl Decoder {
                     return Err(panic);
                 }
             };
-            self.consecutive_errors = 0;
             if spec.channels.count() != self.channels || spec.rate != self.sample_rate() {
                 self.done = true;
                 return Err(MediaError::decode(format!(
@@ -215,13 +220,17 @@ impl Decoder {
                     spec.rate
                 )));
             }
-            // Gapless trimming of encoder delay and padding.
-            let start = (packet.trim_start() as usize).min(frames);
-            let end = frames.saturating_sub(packet.trim_end() as usize).max(start);
-            if start == end {
+            // Gapless trimming (encoder delay and padding) is done by symphonia's decoders
+            // from the packets' trim fields.
+            let frames = match self.inspected.frame_cap {
+                Some(cap) => frames
+                    .min(usize::try_from(cap.saturating_sub(self.frames)).unwrap_or(usize::MAX)),
+                None => frames,
+            };
+            if frames == 0 {
                 continue;
             }
-            self.frames += (end - start) as u64;
+            self.frames += frames as u64;
             if self.frames > self.max_frames {
                 self.done = true;
                 return Err(MediaError::InputTooLong {
@@ -229,8 +238,15 @@ impl Decoder {
                     max_secs: self.max_secs,
                 });
             }
-            self.chunk = start * self.channels..end * self.channels;
+            self.chunk = 0..frames * self.channels;
             return Ok(true);
+        }
+        if self.skipped_packets > 0 {
+            tracing::warn!(
+                skipped = self.skipped_packets,
+                frames = self.frames,
+                "skipped corrupt packets"
+            );
         }
         if self.frames == 0 {
             return Err(MediaError::decode(if self.skipped_packets > 0 {

@@ -61,9 +61,9 @@ pub enum MediaError {
         #[source]
         source: std::io::Error,
     },
-    /// An encoder refused its input or failed internally.
-    #[error("encoder failed: {0}")]
-    Encode(String),
+    /// A processing stage (encoder, resampler, loudness meter) failed internally.
+    #[error("processing failed: {0}")]
+    Processing(String),
 }
 
 impl MediaError {
@@ -93,7 +93,7 @@ impl MediaError {
             MediaError::TooManyChannels { .. } => ErrorCode::TooManyChannels,
             MediaError::InvalidOptions(_) => ErrorCode::InvalidInput,
             MediaError::InputNotFound(_) => ErrorCode::InputNotFound,
-            MediaError::Io { .. } | MediaError::Encode(_) => ErrorCode::Internal,
+            MediaError::Io { .. } | MediaError::Processing(_) => ErrorCode::Internal,
         }
     }
 
@@ -121,7 +121,7 @@ impl MediaError {
             }
             MediaError::InvalidOptions(message) => message.clone(),
             MediaError::InputNotFound(_) => "the input file no longer exists".into(),
-            MediaError::Io { .. } | MediaError::Encode(_) => {
+            MediaError::Io { .. } | MediaError::Processing(_) => {
                 "an internal error occurred while processing the audio".into()
             }
         }

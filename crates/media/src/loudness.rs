@@ -46,7 +46,7 @@ impl std::fmt::Debug for LoudnessMeter {
 }
 
 fn ebu_error(e: ebur128::Error) -> MediaError {
-    MediaError::Encode(format!("loudness meter: {e:?}"))
+    MediaError::Processing(format!("loudness meter: {e:?}"))
 }
 
 /// BS.1770 weighting of a speaker: surrounds count +1.5 dB, the LFE not at all, the rest 1.0.
@@ -75,9 +75,16 @@ impl LoudnessMeter {
     ) -> Result<Self, MediaError> {
         let count = usize::from(channels);
         let mode = Mode::I | Mode::LRA | Mode::TRUE_PEAK | Mode::SAMPLE_PEAK;
-        let mut ebu = EbuR128::new(u32::from(channels), rate, mode).map_err(ebu_error)?;
+        let mut ebu = EbuR128::new(u32::from(channels), rate, mode).map_err(|_| {
+            MediaError::unsupported(format!(
+                "cannot measure loudness of {channels} channels at {rate} Hz"
+            ))
+        })?;
         if count > 1 {
-            let map: Vec<Channel> = positions(count, layout).into_iter().map(ebu_channel).collect();
+            let map: Vec<Channel> = positions(count, layout)
+                .into_iter()
+                .map(ebu_channel)
+                .collect();
             ebu.set_channel_map(&map).map_err(ebu_error)?;
         }
         Ok(LoudnessMeter {

@@ -1,7 +1,8 @@
 //! Opening an audio file and describing it from its headers, with the limits checked before
 //! any audio is decoded.
 
-use crate::sniff::{check_iff_chunks, sniff};
+use crate::iff::{check_iff_chunks, PatchedFile};
+use crate::sniff::sniff;
 use crate::MediaError;
 use audiomill_core::{Limits, MediaInfo};
 use std::fs::File;
@@ -11,9 +12,11 @@ use symphonia::core::audio::Channels;
 use symphonia::core::codecs::{self, CodecParameters, CodecType, DecoderOptions};
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::{FormatOptions, FormatReader};
-use symphonia::core::io::{MediaSourceStream, MediaSourceStreamOptions};
+use symphonia::core::io::{
+    MediaSource, MediaSourceStream, MediaSourceStreamOptions, ReadOnlySource,
+};
 use symphonia::core::meta::{Limit, MetadataOptions};
-use symphonia::core::probe::Hint;
+use symphonia::core::probe::{Hint, ProbeResult};
 
 /// Runs `f`, turning a panic inside a decoding library into `DecodeFailed`.
 ///
@@ -55,6 +58,8 @@ pub(crate) struct OpenTrack {
     pub params: CodecParameters,
     pub container: &'static str,
     pub file_len: u64,
+    /// Frames a header outside symphonia's view declares (AIFF `COMM`), to cap decoding at.
+    pub declared_frames: Option<u64>,
 }
 
 /// Opens `path`, recognizes its container by content and picks its audio track.
@@ -72,33 +77,33 @@ pub(crate) fn open_track(path: &Path) -> Result<OpenTrack, MediaError> {
     }
     let container = sniff(&mut file, file_len)?
         .ok_or_else(|| MediaError::unsupported("no known container signature"))?;
-    if container == "wav" || container == "aiff" {
-        check_iff_chunks(&mut file, file_len, container)?;
-    }
+    let layout = if container == "wav" || container == "aiff" {
+        check_iff_chunks(&mut file, file_len, container)?
+    } else {
+        Default::default()
+    };
     let io = |e| MediaError::io("reading the input", e);
     std::io::Seek::rewind(&mut file).map_err(io)?;
-    let stream = MediaSourceStream::new(Box::new(file), MediaSourceStreamOptions::default());
-    let format_options = FormatOptions {
-        enable_gapless: true,
-        ..Default::default()
+    let retry = if container == "ogg" {
+        Some(file.try_clone().map_err(io)?)
+    } else {
+        None
     };
-    let metadata_options = MetadataOptions {
-        limit_metadata_bytes: Limit::Maximum(1 << 20),
-        limit_visual_bytes: Limit::Maximum(16 << 20),
+    let source: Box<dyn MediaSource> = if layout.patches.is_empty() {
+        Box::new(file)
+    } else {
+        Box::new(PatchedFile::new(file, file_len, layout.patches))
     };
-    // No extension or MIME hint: the content alone decides.
-    let probed = guarded("demuxer", || {
-        symphonia::default::get_probe().format(
-            &Hint::new(),
-            stream,
-            &format_options,
-            &metadata_options,
-        )
-    })?
-    .map_err(|e| match e {
-        SymError::Unsupported(_) => MediaError::unsupported(format!("{container}: {e}")),
-        other => sym_error(other),
-    })?;
+    let probed = match (probe_format(source, container), retry) {
+        // A truncated Ogg file: symphonia's reader looks for the last page to learn the
+        // duration and gives up when it is cut; read it as a stream instead (the duration is
+        // then counted from the packets).
+        (Err(MediaError::DecodeFailed { .. }), Some(mut again)) => {
+            std::io::Seek::rewind(&mut again).map_err(io)?;
+            probe_format(Box::new(ReadOnlySource::new(again)), container)?
+        }
+        (result, _) => result?,
+    };
     let format = probed.format;
     let codecs = symphonia::default::get_codecs();
     let playable = |params: &CodecParameters| {
@@ -122,6 +127,32 @@ pub(crate) fn open_track(path: &Path) -> Result<OpenTrack, MediaError> {
         params,
         container,
         file_len,
+        declared_frames: layout.declared_frames,
+    })
+}
+
+/// Runs symphonia's probe, with no extension or MIME hint: the content alone decides.
+fn probe_format(source: Box<dyn MediaSource>, container: &str) -> Result<ProbeResult, MediaError> {
+    let stream = MediaSourceStream::new(source, MediaSourceStreamOptions::default());
+    let format_options = FormatOptions {
+        enable_gapless: true,
+        ..Default::default()
+    };
+    let metadata_options = MetadataOptions {
+        limit_metadata_bytes: Limit::Maximum(1 << 20),
+        limit_visual_bytes: Limit::Maximum(16 << 20),
+    };
+    guarded("demuxer", || {
+        symphonia::default::get_probe().format(
+            &Hint::new(),
+            stream,
+            &format_options,
+            &metadata_options,
+        )
+    })?
+    .map_err(|e| match e {
+        SymError::Unsupported(_) => MediaError::unsupported(format!("{container}: {e}")),
+        other => sym_error(other),
     })
 }
 
@@ -147,6 +178,8 @@ pub(crate) struct Inspected {
     pub lossless: bool,
     /// The number of frames the headers (or a packet count) promise.
     pub frames: u64,
+    /// Frames never to decode past (a declared count symphonia does not apply itself).
+    pub frame_cap: Option<u64>,
 }
 
 /// Probes `path` and checks it against `limits`.
@@ -186,8 +219,20 @@ pub(crate) fn inspect(path: &Path, limits: &Limits) -> Result<Inspected, MediaEr
     }
     let max_frames = max_frames(limits, sample_rate);
     let frames = match params.n_frames {
-        Some(n) => clamp_to_file(n, &params, track.file_len, channels),
-        None => count_frames(path, max_frames, limits.max_duration_secs, sample_rate)?,
+        Some(n) => clamp_to_file(
+            to_frames(n, &params, sample_rate),
+            &params,
+            track.file_len,
+            channels,
+        )
+        .min(track.declared_frames.unwrap_or(u64::MAX)),
+        None => count_frames(
+            path,
+            &params,
+            max_frames,
+            limits.max_duration_secs,
+            sample_rate,
+        )?,
     };
     let duration_secs = frames as f64 / f64::from(sample_rate);
     if frames > max_frames {
@@ -225,6 +270,7 @@ pub(crate) fn inspect(path: &Path, limits: &Limits) -> Result<Inspected, MediaEr
         bits_per_sample: params.bits_per_sample.filter(|_| lossless),
         lossless,
         frames,
+        frame_cap: track.declared_frames,
     })
 }
 
@@ -256,21 +302,38 @@ fn clamp_to_file(frames: u64, params: &CodecParameters, file_len: u64, channels:
     }
 }
 
-/// Counts the frames of the track by reading its packets without decoding them.
+/// Converts a timestamp in the track's time base to frames. Most containers count in frames
+/// already; Matroska counts in milliseconds (its timestamp scale).
+fn to_frames(ts: u64, params: &CodecParameters, sample_rate: u32) -> u64 {
+    match params.time_base {
+        Some(tb) if tb.denom > 0 && !(tb.numer == 1 && tb.denom == sample_rate) => {
+            let frames = u128::from(ts) * u128::from(tb.numer) * u128::from(sample_rate)
+                / u128::from(tb.denom);
+            u64::try_from(frames).unwrap_or(u64::MAX)
+        }
+        _ => ts,
+    }
+}
+
+/// Counts the frames of the track by reading its packets without decoding them: the end of
+/// the last packet (timestamp + duration), or the sum of the durations if larger.
 fn count_frames(
     path: &Path,
+    params: &CodecParameters,
     max_frames: u64,
     max_secs: u64,
     sample_rate: u32,
 ) -> Result<u64, MediaError> {
     let mut track = open_track(path)?;
-    let mut frames = 0u64;
+    let (mut sum, mut end) = (0u64, 0u64);
     let mut packets = 0u64;
     loop {
         match guarded("demuxer", || track.format.next_packet())? {
             Ok(packet) if packet.track_id() == track.track_id => {
-                frames = frames.saturating_add(packet.dur());
+                sum = sum.saturating_add(packet.dur());
+                end = end.max(packet.ts().saturating_add(packet.dur()));
                 packets += 1;
+                let frames = to_frames(sum.max(end), params, sample_rate);
                 if frames > max_frames {
                     return Err(MediaError::InputTooLong {
                         duration_secs: frames as f64 / f64::from(sample_rate),
@@ -288,7 +351,7 @@ fn count_frames(
     if packets == 0 {
         return Err(MediaError::decode("no audio packets"));
     }
-    Ok(frames)
+    Ok(to_frames(sum.max(end), params, sample_rate))
 }
 
 /// For containers that do not declare the channel count: decode until one packet decodes.
@@ -308,7 +371,9 @@ fn channels_of_first_packet(track: &mut OpenTrack) -> Result<u32, MediaError> {
             return Ok(channels);
         }
     }
-    Err(MediaError::decode("channel count unknown and no packet decodes"))
+    Err(MediaError::decode(
+        "channel count unknown and no packet decodes",
+    ))
 }
 
 /// Index of `codec` in [`PCM_NAMES`], if it is uncompressed PCM.
@@ -384,4 +449,18 @@ pub(crate) fn codec_name(params: &CodecParameters) -> String {
         }
     };
     name.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use audiomill_core::ErrorCode;
+
+    #[test]
+    fn a_panic_in_a_library_becomes_decode_failed() {
+        let err = guarded("decoder", || -> u32 { panic!("index out of bounds") }).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::DecodeFailed);
+        assert!(err.to_string().contains("index out of bounds"));
+        assert_eq!(guarded("decoder", || 7).unwrap(), 7);
+    }
 }

@@ -13,7 +13,10 @@ use std::io::{Read, Seek, SeekFrom};
 const MPEG_SCAN_BYTES: usize = 64 * 1024;
 
 /// Names the container of `file` from its content, or `None` if it is not one we read.
-pub(crate) fn sniff<R: Read + Seek>(file: &mut R, file_len: u64) -> Result<Option<&'static str>, MediaError> {
+pub(crate) fn sniff<R: Read + Seek>(
+    file: &mut R,
+    file_len: u64,
+) -> Result<Option<&'static str>, MediaError> {
     let io = |e| MediaError::io("reading the input", e);
     file.seek(SeekFrom::Start(0)).map_err(io)?;
     // Skip ID3v2 tags (MP3 files usually have one; some FLAC files do too).
@@ -129,12 +132,20 @@ fn mpeg_frame_len(bytes: &[u8]) -> Option<(usize, u32)> {
             _ => 2,
         };
     const V1: [[u32; 15]; 3] = [
-        [0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448],
-        [0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384],
-        [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320],
+        [
+            0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448,
+        ],
+        [
+            0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384,
+        ],
+        [
+            0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+        ],
     ];
     const V2: [[u32; 15]; 2] = [
-        [0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256],
+        [
+            0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256,
+        ],
         [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160],
     ];
     let layer_no = 4 - layer; // 1, 2 or 3
@@ -166,53 +177,6 @@ fn adts_frame_len(bytes: &[u8]) -> Option<(usize, u32)> {
     }
     let len = (usize::from(b[3] & 3) << 11) | (usize::from(b[4]) << 3) | usize::from(b[5] >> 5);
     (len >= 7).then_some((len, u32::from_be_bytes([b[0], b[1], b[2] & 0xfc, 0])))
-}
-
-/// Walks the chunks of a RIFF/WAVE or FORM/AIFF header up to the sample data and refuses a
-/// header chunk that claims to be larger than the file (such a claim would otherwise size an
-/// allocation in the demuxer). The sample data chunk itself may be cut short: truncated files
-/// decode as far as they go.
-pub(crate) fn check_iff_chunks<R: Read + Seek>(
-    file: &mut R,
-    file_len: u64,
-    container: &str,
-) -> Result<(), MediaError> {
-    let io = |e| MediaError::io("reading the input", e);
-    let mut form = [0u8; 12];
-    file.seek(SeekFrom::Start(0)).map_err(io)?;
-    if file.read_exact(&mut form).is_err() {
-        return Err(MediaError::decode("IFF header is truncated"));
-    }
-    let big_endian = container == "aiff" || &form[..4] == b"RIFX";
-    if &form[..4] == b"RF64" || &form[..4] == b"BW64" {
-        return Err(MediaError::unsupported("RF64/BW64 WAVE is not supported"));
-    }
-    let data_tag: &[u8; 4] = if container == "aiff" { b"SSND" } else { b"data" };
-    let mut pos = 12u64;
-    loop {
-        let mut header = [0u8; 8];
-        if pos + 8 > file_len {
-            return Err(MediaError::decode("no sample data chunk before the end of the file"));
-        }
-        file.seek(SeekFrom::Start(pos)).map_err(io)?;
-        file.read_exact(&mut header).map_err(io)?;
-        let size_bytes = [header[4], header[5], header[6], header[7]];
-        let size = u64::from(if big_endian {
-            u32::from_be_bytes(size_bytes)
-        } else {
-            u32::from_le_bytes(size_bytes)
-        });
-        if &header[..4] == data_tag {
-            return Ok(());
-        }
-        if pos + 8 + size > file_len {
-            return Err(MediaError::decode(format!(
-                "chunk {:?} claims {size} bytes past the end of the file",
-                String::from_utf8_lossy(&header[..4])
-            )));
-        }
-        pos += 8 + size + (size & 1);
-    }
 }
 
 #[cfg(test)]

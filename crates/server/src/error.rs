@@ -96,11 +96,16 @@ impl AppError {
 
     /// 413: the body is larger than allowed.
     pub fn payload_too_large(limit: u64) -> Self {
-        Self::new(
+        let mut e = Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!("the upload exceeds the limit of {limit} bytes"),
-        )
+        );
+        // We stop reading the body here; the rest of it is still on the wire, so the
+        // connection cannot carry another request.
+        e.headers
+            .push((header::CONNECTION, HeaderValue::from_static("close")));
+        e
     }
 
     /// 415: the content is not audio we can decode.
@@ -224,11 +229,16 @@ pub async fn render_problems(request: Request, next: Next) -> Response {
         return response;
     }
     let pending = response.extensions_mut().remove::<PendingProblem>();
-    let already_problem = response
+    // A handler that answers an error status with its own JSON body (e.g. `/readyz`) meant
+    // it; only bodies from elsewhere (framework rejections, plain text) are replaced.
+    let deliberate_json = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if pending.is_none() && already_problem {
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/problem+json")
+                || v.as_bytes().starts_with(b"application/json")
+        });
+    if pending.is_none() && deliberate_json {
         return response;
     }
     let (kind, detail) = match pending {

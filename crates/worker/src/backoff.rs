@@ -27,7 +27,8 @@ fn ceiling(attempt: u32, base: Duration, max: Duration) -> Duration {
     if exponent >= 32 {
         return max;
     }
-    base.checked_mul(1u32 << exponent).map_or(max, |d| d.min(max))
+    base.checked_mul(1u32 << exponent)
+        .map_or(max, |d| d.min(max))
 }
 
 #[cfg(test)]

@@ -204,7 +204,10 @@ mod tests {
         assert_eq!(download_name("output", "mp3"), "output.mp3");
         assert_eq!(download_name("song.MP3", "mp3"), "song.MP3");
         assert_eq!(download_name("song.wav", "mp3"), "song.wav.mp3");
-        assert_eq!(download_name("my (live) take", "json"), "my (live) take.json");
+        assert_eq!(
+            download_name("my (live) take", "json"),
+            "my (live) take.json"
+        );
     }
 
     #[test]
@@ -217,5 +220,123 @@ mod tests {
         assert_eq!(t.admit(0.2, start + Duration::from_millis(400)), None);
         assert_eq!(t.admit(f64::NAN, start + Duration::from_millis(600)), None);
         assert_eq!(t.admit(7.0, start + Duration::from_millis(610)), Some(1.0));
+    }
+}
+
+#[cfg(test)]
+mod engine_tests {
+    //! The child against the real engine, on a generated WAV file.
+    use super::*;
+    use audiomill_core::{Limits, OperationKind};
+
+    /// One second of a 440 Hz sine, 16-bit mono at 8 kHz.
+    fn write_wav(path: &std::path::Path) {
+        let rate = 8000u32;
+        let samples: Vec<i16> = (0..rate)
+            .map(|i| {
+                let t = i as f64 / rate as f64;
+                ((t * 440.0 * std::f64::consts::TAU).sin() * 8000.0) as i16
+            })
+            .collect();
+        let data_len = samples.len() as u32 * 2;
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(b"RIFF");
+        bytes.extend_from_slice(&(36 + data_len).to_le_bytes());
+        bytes.extend_from_slice(b"WAVEfmt ");
+        bytes.extend_from_slice(&16u32.to_le_bytes());
+        bytes.extend_from_slice(&1u16.to_le_bytes()); // PCM
+        bytes.extend_from_slice(&1u16.to_le_bytes()); // mono
+        bytes.extend_from_slice(&rate.to_le_bytes());
+        bytes.extend_from_slice(&(rate * 2).to_le_bytes());
+        bytes.extend_from_slice(&2u16.to_le_bytes());
+        bytes.extend_from_slice(&16u16.to_le_bytes());
+        bytes.extend_from_slice(b"data");
+        bytes.extend_from_slice(&data_len.to_le_bytes());
+        for s in samples {
+            bytes.extend_from_slice(&s.to_le_bytes());
+        }
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    fn task_in(
+        dir: &std::path::Path,
+        operation: OperationKind,
+        options: serde_json::Value,
+    ) -> ChildTask {
+        std::fs::create_dir_all(dir.join("out")).unwrap();
+        write_wav(&dir.join("input"));
+        ChildTask {
+            operation,
+            options,
+            input: dir.join("input"),
+            output_dir: dir.join("out"),
+            output_name: "tone".into(),
+            limits: Limits::default(),
+        }
+    }
+
+    #[test]
+    fn converts() {
+        let dir = tempfile::tempdir().unwrap();
+        let task = task_in(
+            dir.path(),
+            OperationKind::Convert,
+            serde_json::json!({"format": "flac"}),
+        );
+        let mut fractions = Vec::new();
+        let message = run_task(&task, &mut |f| fractions.push(f)).unwrap();
+        let ChildMessage::Succeeded {
+            artifacts,
+            result,
+            audio_seconds,
+        } = message
+        else {
+            panic!("{message:?}")
+        };
+        assert_eq!(
+            artifacts,
+            vec![ChildArtifact {
+                file: "output.flac".into(),
+                name: "tone.flac".into(),
+                content_type: "audio/flac".into(),
+            }]
+        );
+        assert!(dir.path().join("out/output.flac").metadata().unwrap().len() > 0);
+        assert!((audio_seconds - 1.0).abs() < 0.05, "{audio_seconds}");
+        assert_eq!(result.unwrap()["sample_rate"], 8000);
+    }
+
+    #[test]
+    fn analyzes() {
+        let dir = tempfile::tempdir().unwrap();
+        let task = task_in(dir.path(), OperationKind::Analyze, serde_json::Value::Null);
+        let message = run_task(&task, &mut |_| {}).unwrap();
+        let ChildMessage::Succeeded {
+            artifacts, result, ..
+        } = message
+        else {
+            panic!("{message:?}")
+        };
+        assert_eq!(artifacts[0].file, "analysis.json");
+        assert_eq!(artifacts[0].name, "tone.json");
+        assert_eq!(artifacts[0].content_type, "application/json");
+        let written: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("out/analysis.json")).unwrap())
+                .unwrap();
+        // Same report (floats may differ in the last bit through JSON text).
+        let result = result.unwrap();
+        assert_eq!(written["duration_secs"], result["duration_secs"]);
+        assert_eq!(written["sample_rate"], 8000);
+        let lufs = written["integrated_lufs"].as_f64().unwrap();
+        assert!((lufs - result["integrated_lufs"].as_f64().unwrap()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn garbage_is_a_reported_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let task = task_in(dir.path(), OperationKind::Analyze, serde_json::Value::Null);
+        std::fs::write(&task.input, b"this is not audio at all").unwrap();
+        let error = run_task(&task, &mut |_| {}).unwrap_err();
+        assert!(!error.code.is_retryable(), "{error:?}");
     }
 }

@@ -13,9 +13,10 @@ pub(crate) struct JobDir {
 
 impl JobDir {
     /// Creates the directory (and `out/` inside it), replacing a stale one left by a crash.
+    /// Its path is absolute: the child runs inside it and gets paths into it.
     pub(crate) fn create(parent: &Path, name: &str) -> io::Result<Self> {
         std::fs::create_dir_all(parent)?;
-        let path = parent.join(name);
+        let path = std::path::absolute(parent.join(name))?;
         match std::fs::remove_dir_all(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -68,6 +69,7 @@ mod tests {
         std::fs::write(dir.input(), b"abc").unwrap();
         std::fs::write(dir.output_dir().join("output.wav"), b"abc").unwrap();
         std::fs::create_dir(dir.output_dir().join("nested")).unwrap();
+        assert!(path.is_absolute());
         assert!(path.join("out/output.wav").exists());
         drop(dir);
         assert!(!path.exists());

@@ -43,6 +43,8 @@ mod sandbox;
 mod worker;
 
 #[cfg(test)]
+mod tests;
+#[cfg(test)]
 mod testutil;
 
 pub use backoff::backoff;

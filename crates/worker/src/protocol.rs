@@ -134,7 +134,10 @@ mod tests {
         for message in [progress, succeeded, failed] {
             let line = serde_json::to_string(&message).unwrap();
             assert!(!line.contains('\n'));
-            assert_eq!(serde_json::from_str::<ChildMessage>(&line).unwrap(), message);
+            assert_eq!(
+                serde_json::from_str::<ChildMessage>(&line).unwrap(),
+                message
+            );
         }
     }
 

@@ -54,7 +54,11 @@ pub async fn reap_expired(
 async fn delete_bytes(blob: &dyn BlobStore, stored_key: &str, kind: &str) -> bool {
     let Some(key) = BlobKey::from_stored(stored_key) else {
         // Not a key the server could have written: there are no bytes we may address.
-        tracing::warn!(kind, key = stored_key, "expired row has an invalid blob key");
+        tracing::warn!(
+            kind,
+            key = stored_key,
+            "expired row has an invalid blob key"
+        );
         return true;
     };
     match blob.delete(&key).await {

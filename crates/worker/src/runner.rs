@@ -12,6 +12,7 @@ use audiomill_store::{Artifact, ClaimedJob, Heartbeat, Lease, Store};
 use chrono::Utc;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,7 +116,9 @@ async fn attempt(
                 &keeper,
                 progress_tx,
                 stop,
-                started + shared.config.job_timeout,
+                started
+                    .checked_add(shared.config.job_timeout)
+                    .unwrap_or_else(|| started + Duration::from_secs(100 * 365 * 86_400)),
             )
             .await;
             // Artifacts move into blob storage while the directory still exists; the directory
@@ -233,7 +236,15 @@ async fn run_child(
         tracing::error!("worker child_command is empty");
         return RunEnd::Failed(internal());
     };
-    let mut command = sandboxed_command(program, args, &config.child_limits);
+    // A relative program path would be looked up from the job directory (the child's cwd).
+    let program = match Path::new(program) {
+        p if p.is_relative() && p.components().count() > 1 => match std::path::absolute(p) {
+            Ok(p) => p.into_os_string(),
+            Err(_) => program.clone(),
+        },
+        _ => program.clone(),
+    };
+    let mut command = sandboxed_command(&program, args, &config.child_limits);
     command
         .current_dir(dir.path())
         .stdin(Stdio::piped())
@@ -436,12 +447,14 @@ pub(crate) fn error_for_status(status: ExitStatus) -> JobError {
     }
 }
 
+/// `1 h`, `90 min`, `45 s`, `300 ms`: the largest unit that states `d` exactly.
 fn human_duration(d: Duration) -> String {
     let secs = d.as_secs();
-    if secs >= 3600 && secs % 3600 == 0 {
-        format!("{} h", secs / 3600)
-    } else if secs >= 60 && secs % 60 == 0 {
-        format!("{} min", secs / 60)
+    let (hours, minutes) = (secs / 3600, secs / 60);
+    if hours > 0 && hours * 3600 == secs {
+        format!("{hours} h")
+    } else if minutes > 0 && minutes * 60 == secs {
+        format!("{minutes} min")
     } else if secs >= 1 {
         format!("{secs} s")
     } else {
@@ -471,7 +484,10 @@ fn plain_file_name(name: &str) -> bool {
 /// A download name as the child builds it from a validated `output.name`.
 fn valid_download_name(name: &str) -> bool {
     let ok_char = |c: char| c.is_alphanumeric() || " -_.()".contains(c);
-    !name.is_empty() && name.chars().count() <= 120 && name.chars().all(ok_char) && !name.starts_with('.')
+    !name.is_empty()
+        && name.chars().count() <= 120
+        && name.chars().all(ok_char)
+        && !name.starts_with('.')
 }
 
 /// Checks the child's artifacts and moves them into blob storage. On error, removes what it
@@ -485,7 +501,10 @@ async fn ingest(
     let job = &claimed.job;
     let out = dir.output_dir();
     if artifacts.len() > MAX_ARTIFACTS {
-        tracing::warn!(count = artifacts.len(), "job child reported too many artifacts");
+        tracing::warn!(
+            count = artifacts.len(),
+            "job child reported too many artifacts"
+        );
         return Err(crashed());
     }
     for (i, artifact) in artifacts.iter().enumerate() {
@@ -519,7 +538,9 @@ async fn ingest(
     let now = Utc::now();
     let retention = chrono::Duration::from_std(shared.config.artifact_retention)
         .unwrap_or(chrono::Duration::MAX);
-    let expires_at = now.checked_add_signed(retention).unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
+    let expires_at = now
+        .checked_add_signed(retention)
+        .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
     let mut rows: Vec<Artifact> = Vec::with_capacity(artifacts.len());
     for artifact in artifacts {
         let id = ArtifactId::new();
@@ -755,7 +776,9 @@ async fn read_stdout(stdout: ChildStdout, progress: watch::Sender<Option<f64>>) 
             Ok(0) => break,
             Ok(_) => {}
             Err(e) => {
-                report.violation.get_or_insert(format!("stdout read error: {e}"));
+                report
+                    .violation
+                    .get_or_insert(format!("stdout read error: {e}"));
                 break;
             }
         }
@@ -806,4 +829,33 @@ async fn read_tail(mut stderr: ChildStderr) -> Vec<u8> {
         tail.drain(..tail.len() - STDERR_TAIL_BYTES);
     }
     tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human_duration(Duration::from_secs(3600)), "1 h");
+        assert_eq!(human_duration(Duration::from_secs(5400)), "90 min");
+        assert_eq!(human_duration(Duration::from_secs(45)), "45 s");
+        assert_eq!(human_duration(Duration::from_millis(300)), "300 ms");
+    }
+
+    #[test]
+    fn names_and_types() {
+        assert!(plain_file_name("output.mp3"));
+        for bad in ["", ".", "..", "a/b", "../a", "a\\b", "a\0b"] {
+            assert!(!plain_file_name(bad), "{bad:?}");
+        }
+        assert!(valid_download_name("my song (live).mp3"));
+        for bad in ["", ".hidden", "a/b.mp3", "a\"b", "a\r\nb", &"x".repeat(121)] {
+            assert!(!valid_download_name(bad), "{bad:?}");
+        }
+        for ok in ["audio/wav", "audio/flac", "audio/mpeg", "application/json"] {
+            assert!(allowed_content_type(ok));
+        }
+        assert!(!allowed_content_type("text/html"));
+    }
 }

@@ -46,7 +46,14 @@ pub fn sandboxed_command(
             if libc::setsid() == -1 {
                 return Err(io::Error::last_os_error());
             }
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) == -1 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) == -1
+            {
                 return Err(io::Error::last_os_error());
             }
             // The parent may have died between fork and prctl: then nobody would kill us.
@@ -114,5 +121,33 @@ pub(crate) fn kill_group(pid: u32) {
     // SAFETY: a plain system call. ESRCH (group already gone) is fine.
     unsafe {
         libc::kill(-pid, libc::SIGKILL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    #[tokio::test]
+    async fn runs_with_an_empty_environment_and_limits() {
+        let args: Vec<OsString> = vec![
+            "-c".into(),
+            "echo \"$PATH|$HOME|$(ulimit -c)|$(ulimit -v)|$(ulimit -t)\"".into(),
+        ];
+        let limits = ChildLimits {
+            address_space_bytes: 1 << 30,
+            cpu_seconds: 7,
+            output_file_bytes: 0,
+        };
+        let output = sandboxed_command(OsStr::new("sh"), &args, &limits)
+            .output()
+            .await
+            .unwrap();
+        assert!(output.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            "/usr/bin:/bin||0|1048576|7"
+        );
     }
 }

@@ -72,7 +72,11 @@ pub(crate) fn media_info() -> MediaInfo {
 }
 
 /// A running job on `input`, claimed for its first attempt.
-pub(crate) fn claimed_job(account: AccountId, input: InputRef, output_name: Option<&str>) -> ClaimedJob {
+pub(crate) fn claimed_job(
+    account: AccountId,
+    input: InputRef,
+    output_name: Option<&str>,
+) -> ClaimedJob {
     let now = Utc::now();
     let job = Job {
         id: JobId::new(),

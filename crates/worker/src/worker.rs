@@ -6,10 +6,14 @@ use audiomill_blob::BlobStore;
 use audiomill_store::Store;
 use chrono::Utc;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+
+/// Shortest wait between claims, whatever the configuration says.
+const MIN_POLL: Duration = Duration::from_millis(10);
 
 /// Claims jobs from the store and runs each in a sandboxed child, up to `concurrency` at once.
 pub struct Worker {
@@ -93,7 +97,7 @@ impl Worker {
                 _ = shutdown.cancelled() => break,
                 _ = self.waker.notified() => {}
                 Some(done) = running.join_next(), if !running.is_empty() => log_join(done),
-                _ = tokio::time::sleep(config.poll) => {}
+                _ = tokio::time::sleep(config.poll.max(MIN_POLL)) => {}
             }
         }
 

@@ -6,6 +6,7 @@
 
 use super::{to_int, write_error, Encoder};
 use crate::MediaError;
+use flacenc::bitsink::MemSink;
 use flacenc::component::{BitRepr, StreamInfo};
 use flacenc::error::Verify;
 use flacenc::source::{Context, Fill, FrameBuf};
@@ -27,6 +28,7 @@ pub struct FlacEncoder {
     channels: usize,
     block: Vec<i32>,
     frame_number: usize,
+    sink: MemSink<u8>,
 }
 
 impl std::fmt::Debug for FlacEncoder {
@@ -39,7 +41,7 @@ impl std::fmt::Debug for FlacEncoder {
 }
 
 fn flac_error(e: impl std::fmt::Display) -> MediaError {
-    MediaError::Encode(format!("flac: {e}"))
+    MediaError::Processing(format!("flac: {e}"))
 }
 
 impl FlacEncoder {
@@ -62,8 +64,8 @@ impl FlacEncoder {
                 "FLAC output is 16 or 24 bits, not {bits}"
             )));
         }
-        let stream_info = StreamInfo::new(sample_rate as usize, channels, bits as usize)
-            .map_err(|_| {
+        let stream_info =
+            StreamInfo::new(sample_rate as usize, channels, bits as usize).map_err(|_| {
                 MediaError::InvalidOptions(format!("FLAC cannot store {sample_rate} Hz audio"))
             })?;
         let mut config = flacenc::config::Encoder::default();
@@ -82,6 +84,7 @@ impl FlacEncoder {
             channels,
             block: Vec::with_capacity(BLOCK_SIZE * channels),
             frame_number: 0,
+            sink: MemSink::new(),
         };
         // Placeholder header, rewritten by `finish`.
         encoder.write_header()?;
@@ -93,7 +96,9 @@ impl FlacEncoder {
         header.extend_from_slice(b"fLaC");
         // Metadata block header: last block, type 0 (STREAMINFO), 34 bytes.
         header.extend_from_slice(&[0x80, 0, 0, 34]);
-        header.extend_from_slice(&self.stream_info.to_bytes());
+        self.sink.clear();
+        self.stream_info.write(&mut self.sink).map_err(flac_error)?;
+        header.extend_from_slice(self.sink.as_slice());
         self.out.write_all(&header).map_err(write_error)
     }
 
@@ -115,7 +120,11 @@ impl FlacEncoder {
         )
         .map_err(flac_error)?;
         self.stream_info.update_frame_info(&frame);
-        self.out.write_all(&frame.to_bytes()).map_err(write_error)?;
+        self.sink.clear();
+        frame.write(&mut self.sink).map_err(flac_error)?;
+        self.out
+            .write_all(self.sink.as_slice())
+            .map_err(write_error)?;
         self.frame_number += 1;
         self.block.clear();
         Ok(())

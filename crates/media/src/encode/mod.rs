@@ -5,7 +5,7 @@ mod mp3;
 mod wav;
 
 pub use flac::FlacEncoder;
-pub use mp3::{mp3_output_rate, Mp3Encoder};
+pub use mp3::{mp3_output_rate, Mp3Encoder, DEFAULT_BITRATE_KBPS as DEFAULT_MP3_BITRATE_KBPS};
 pub use wav::WavEncoder;
 
 use crate::MediaError;

@@ -5,7 +5,7 @@
 use super::{write_error, Encoder};
 use crate::MediaError;
 use audiomill_core::operation::MP3_SAMPLE_RATES;
-use mp3lame_encoder::{Builder, FlushNoGap, InterleavedPcm, Mode, MonoPcm, Quality};
+use mp3lame_encoder::{Builder, FlushGap, InterleavedPcm, Mode, MonoPcm, Quality};
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -35,6 +35,7 @@ pub struct Mp3Encoder {
     out: BufWriter<File>,
     channels: usize,
     buffer: Vec<u8>,
+    clipped: Vec<f32>,
 }
 
 impl std::fmt::Debug for Mp3Encoder {
@@ -46,7 +47,7 @@ impl std::fmt::Debug for Mp3Encoder {
 }
 
 fn lame_error(e: impl std::fmt::Debug) -> MediaError {
-    MediaError::Encode(format!("lame: {e:?}"))
+    MediaError::Processing(format!("lame: {e:?}"))
 }
 
 impl Mp3Encoder {
@@ -74,7 +75,9 @@ impl Mp3Encoder {
             kbps
         };
         let mut builder = Builder::new().ok_or_else(|| lame_error("cannot allocate"))?;
-        builder.set_num_channels(channels as u8).map_err(lame_error)?;
+        builder
+            .set_num_channels(channels as u8)
+            .map_err(lame_error)?;
         builder.set_sample_rate(sample_rate).map_err(lame_error)?;
         // LAME must not resample on its own: the engine already chose a writable rate.
         builder
@@ -95,9 +98,8 @@ impl Mp3Encoder {
         // The wrapper's `Bitrate` enum lacks some valid rates (56 kbit/s); LAME takes any
         // number and snaps it to the nearest legal one.
         // SAFETY: the pointer is the builder's live LAME context, used on this thread only.
-        let status = unsafe {
-            mp3lame_encoder::ffi::lame_set_brate(builder.as_ptr(), kbps.min(320) as i32)
-        };
+        let status =
+            unsafe { mp3lame_encoder::ffi::lame_set_brate(builder.as_ptr(), kbps.min(320) as i32) };
         if status != 0 {
             return Err(lame_error(format!("bit rate {kbps} refused")));
         }
@@ -108,6 +110,7 @@ impl Mp3Encoder {
             out: BufWriter::new(file),
             channels: usize::from(channels),
             buffer: Vec::new(),
+            clipped: Vec::new(),
         })
     }
 }
@@ -118,16 +121,18 @@ impl Encoder for Mp3Encoder {
         for piece in frames.chunks(FRAMES_PER_CALL * self.channels) {
             // LAME takes floats in [-1, 1]; out-of-range values would wrap in its integer
             // conversion, so clip first.
-            let clipped: Vec<f32> = piece.iter().map(|x| x.clamp(-1.0, 1.0)).collect();
-            let count = clipped.len() / self.channels;
+            self.clipped.clear();
+            self.clipped
+                .extend(piece.iter().map(|x| x.clamp(-1.0, 1.0)));
+            let (clipped, count) = (&self.clipped, piece.len() / self.channels);
             self.buffer.clear();
             self.buffer
                 .reserve(mp3lame_encoder::max_required_buffer_size(count));
             let written = if self.channels == 1 {
-                self.lame.encode_to_vec(MonoPcm(&clipped), &mut self.buffer)
+                self.lame.encode_to_vec(MonoPcm(clipped), &mut self.buffer)
             } else {
                 self.lame
-                    .encode_to_vec(InterleavedPcm(&clipped), &mut self.buffer)
+                    .encode_to_vec(InterleavedPcm(clipped), &mut self.buffer)
             }
             .map_err(lame_error)?;
             self.out
@@ -142,7 +147,7 @@ impl Encoder for Mp3Encoder {
         self.buffer.reserve(16 * 1024);
         let written = self
             .lame
-            .flush_to_vec::<FlushNoGap>(&mut self.buffer)
+            .flush_to_vec::<FlushGap>(&mut self.buffer)
             .map_err(lame_error)?;
         self.out
             .write_all(&self.buffer[..written])

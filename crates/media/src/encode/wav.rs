@@ -24,7 +24,7 @@ impl std::fmt::Debug for WavEncoder {
 fn hound_error(e: hound::Error) -> MediaError {
     match e {
         hound::Error::IoError(e) => super::write_error(e),
-        other => MediaError::Encode(format!("wav: {other}")),
+        other => MediaError::Processing(format!("wav: {other}")),
     }
 }
 

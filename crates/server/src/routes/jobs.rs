@@ -1,8 +1,7 @@
 //! `/v1/jobs`
 
-use audiomill_core::{InputRef, JobId, JobRequest, JobSpec, JobState};
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use audiomill_core::{JobId, JobRequest, JobSpec, JobState};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -11,11 +10,9 @@ use futures::Stream;
 use std::convert::Infallible;
 use std::time::Instant;
 
-use crate::auth::{client_addr_of, Tenant};
-use crate::routes::uploads::is_multipart;
+use crate::auth::Tenant;
 use crate::routes::IdPath;
 use crate::service::jobs::{self as svc, Deleted, ListQuery};
-use crate::service::uploads as upload_svc;
 use crate::views::{JobPage, JobView};
 use crate::{AppError, AppState};
 
@@ -39,8 +36,8 @@ pub async fn create(
         .map(|v| v.to_str().map(str::to_owned))
         .transpose()
         .map_err(|_| AppError::bad_request("Idempotency-Key must be visible ASCII"))?;
-    let submitted = if is_multipart(&request) {
-        create_multipart(&state, tenant, request, idempotency_key.as_deref()).await?
+    let submitted = if crate::service::uploads::is_multipart(&request) {
+        svc::submit_multipart(&state, tenant, request, idempotency_key.as_deref()).await?
     } else {
         let limit = state.config().max_json_bytes;
         let body = axum::body::to_bytes(request.into_body(), limit)
@@ -64,89 +61,6 @@ pub async fn create(
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
-}
-
-/// The multipart form of job submission: upload the `file` part, then submit `spec` with it.
-async fn create_multipart(
-    state: &AppState,
-    tenant: Tenant,
-    request: Request,
-    idempotency_key: Option<&str>,
-) -> Result<svc::Submitted, AppError> {
-    let client = client_addr_of(&request);
-    let cap = state.config().limits.max_upload_bytes;
-    let mut form = Multipart::from_request(request, state)
-        .await
-        .map_err(|_| AppError::bad_request("malformed multipart body"))?;
-    let mut spec_bytes: Option<Bytes> = None;
-    let mut file = None;
-    while let Some(mut field) = form
-        .next_field()
-        .await
-        .map_err(|e| upload_svc::multipart_error(e, cap))?
-    {
-        match field.name() {
-            Some("spec") if spec_bytes.is_none() => {
-                let bytes = field
-                    .bytes()
-                    .await
-                    .map_err(|e| upload_svc::multipart_error(e, cap))?;
-                if bytes.len() > state.config().max_json_bytes {
-                    return Err(AppError::bad_request("the spec part is too large"));
-                }
-                spec_bytes = Some(bytes);
-            }
-            Some("file") if file.is_none() => {
-                let name = field.file_name().map(str::to_owned);
-                file = Some((upload_svc::receive_field(state, &mut field).await?, name));
-            }
-            _ => {
-                return Err(AppError::bad_request(
-                    "the form takes one `file` part and one `spec` part",
-                ))
-            }
-        }
-    }
-    let (Some(spec_bytes), Some((received, filename))) = (spec_bytes, file) else {
-        return Err(AppError::bad_request(
-            "the form needs a `file` part and a `spec` part",
-        ));
-    };
-    // Validate the spec before storing the file, so a bad spec leaves nothing behind.
-    let mut spec_json: serde_json::Value = serde_json::from_slice(&spec_bytes)
-        .map_err(|e| AppError::unprocessable("invalid_job", format!("invalid job request: {e}")))?;
-    let object = spec_json
-        .as_object_mut()
-        .ok_or_else(|| AppError::unprocessable("invalid_job", "the spec must be a JSON object"))?;
-    if object.contains_key("input") {
-        return Err(AppError::unprocessable(
-            "invalid_job",
-            "with a file part, the spec has no `input`",
-        ));
-    }
-    let placeholder = InputRef::Upload(audiomill_core::UploadId::new());
-    object.insert(
-        "input".into(),
-        serde_json::to_value(placeholder).expect("ids serialize"),
-    );
-    let request: JobRequest = serde_json::from_value(spec_json.clone())
-        .map_err(|e| AppError::unprocessable("invalid_job", format!("invalid job request: {e}")))?;
-    let mut spec =
-        JobSpec::from_request(request).map_err(|e| AppError::unprocessable("invalid_job", e.0))?;
-    // A retry carries the same file and spec: hash both.
-    let upload = upload_svc::store_upload(state, tenant, received, filename, &client).await?;
-    object_without_input(&mut spec_json);
-    let mut canonical = serde_json::to_vec(&spec_json).expect("JSON values serialize");
-    canonical.extend_from_slice(upload.sha256.as_bytes());
-    let idem = svc::idempotency(idempotency_key, &canonical)?;
-    spec.input = InputRef::Upload(upload.id);
-    svc::submit(state, tenant, spec, idem).await
-}
-
-fn object_without_input(value: &mut serde_json::Value) {
-    if let Some(object) = value.as_object_mut() {
-        object.remove("input");
-    }
 }
 
 /// List jobs, newest first. `status` filters (`queued`, `running`, `succeeded`, `failed`,

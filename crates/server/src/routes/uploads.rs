@@ -1,28 +1,15 @@
 //! `/v1/uploads`
 
 use audiomill_core::UploadId;
-use axum::extract::{FromRequest, Multipart, Request, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::Json;
 
-use crate::auth::{client_addr_of, Tenant};
+use crate::auth::Tenant;
 use crate::routes::IdPath;
 use crate::service::uploads as svc;
 use crate::views::UploadView;
 use crate::{AppError, AppState};
-
-/// Whether a request carries a multipart form.
-pub fn is_multipart(request: &Request) -> bool {
-    request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("multipart/form-data")
-        })
-}
 
 /// Upload an audio file: the raw body, or the first file field of a multipart form.
 ///
@@ -38,31 +25,7 @@ pub async fn create(
     tenant: Tenant,
     request: Request,
 ) -> Result<(StatusCode, Json<UploadView>), AppError> {
-    let client = client_addr_of(&request);
-    let (received, filename) = if is_multipart(&request) {
-        let mut form = Multipart::from_request(request, &state)
-            .await
-            .map_err(|_| AppError::bad_request("malformed multipart body"))?;
-        let cap = state.config().limits.max_upload_bytes;
-        let mut field = loop {
-            match form
-                .next_field()
-                .await
-                .map_err(|e| svc::multipart_error(e, cap))?
-            {
-                Some(field) if field.file_name().is_some() || field.name() == Some("file") => {
-                    break field
-                }
-                Some(_) => continue,
-                None => return Err(AppError::bad_request("the form has no file field")),
-            }
-        };
-        let filename = field.file_name().map(str::to_owned);
-        (svc::receive_field(&state, &mut field).await?, filename)
-    } else {
-        (svc::receive_body(&state, request.into_body()).await?, None)
-    };
-    let upload = svc::store_upload(&state, tenant, received, filename, &client).await?;
+    let upload = svc::upload(&state, tenant, request).await?;
     Ok((StatusCode::CREATED, Json(upload.into())))
 }
 

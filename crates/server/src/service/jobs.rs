@@ -1,12 +1,15 @@
 //! Submitting, listing, canceling and deleting jobs.
 
 use audiomill_blob::BlobKey;
-use audiomill_core::{InputRef, JobId, JobSpec, JobState};
+use audiomill_core::{InputRef, JobId, JobRequest, JobSpec, JobState};
 use audiomill_store::{CancelOutcome, Idempotency, InsertJob, Job, JobFilter, NewJob, Page};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Multipart, Request};
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
-use crate::auth::Tenant;
+use crate::auth::{client_addr_of, Tenant};
+use crate::service::uploads;
 use crate::{AppError, AppState};
 
 /// Largest page of a job listing.
@@ -100,6 +103,94 @@ pub async fn submit(
             "idempotency_mismatch",
             "this Idempotency-Key was already used with a different request",
         )),
+    }
+}
+
+/// The multipart form of job submission: upload the `file` part, then submit `spec` with it.
+pub async fn submit_multipart(
+    state: &AppState,
+    tenant: Tenant,
+    request: Request,
+    idempotency_key: Option<&str>,
+) -> Result<Submitted, AppError> {
+    let client = client_addr_of(&request);
+    let cap = state.config().limits.max_upload_bytes;
+    let mut form = Multipart::from_request(request, state)
+        .await
+        .map_err(|_| AppError::bad_request("malformed multipart body"))?;
+    let mut spec_bytes: Option<Bytes> = None;
+    let mut file = None;
+    while let Some(mut field) = form
+        .next_field()
+        .await
+        .map_err(|e| uploads::refused(state, tenant, &client, uploads::multipart_error(e, cap)))?
+    {
+        match field.name() {
+            Some("spec") if spec_bytes.is_none() => {
+                let bytes = field
+                    .bytes()
+                    .await
+                    .map_err(|e| uploads::multipart_error(e, cap))?;
+                if bytes.len() > state.config().max_json_bytes {
+                    return Err(AppError::bad_request("the spec part is too large"));
+                }
+                spec_bytes = Some(bytes);
+            }
+            Some("file") if file.is_none() => {
+                let name = field.file_name().map(str::to_owned);
+                let received = uploads::receive_field(state, &mut field)
+                    .await
+                    .map_err(|e| uploads::refused(state, tenant, &client, e))?;
+                file = Some((received, name));
+            }
+            _ => {
+                return Err(AppError::bad_request(
+                    "the form takes one `file` part and one `spec` part",
+                ))
+            }
+        }
+    }
+    let (Some(spec_bytes), Some((received, filename))) = (spec_bytes, file) else {
+        return Err(AppError::bad_request(
+            "the form needs a `file` part and a `spec` part",
+        ));
+    };
+    // Validate the spec before storing the file, so a bad spec leaves nothing behind.
+    let mut spec_json: serde_json::Value = serde_json::from_slice(&spec_bytes)
+        .map_err(|e| AppError::unprocessable("invalid_job", format!("invalid job request: {e}")))?;
+    let object = spec_json
+        .as_object_mut()
+        .ok_or_else(|| AppError::unprocessable("invalid_job", "the spec must be a JSON object"))?;
+    if object.contains_key("input") {
+        return Err(AppError::unprocessable(
+            "invalid_job",
+            "with a file part, the spec has no `input`",
+        ));
+    }
+    let placeholder = InputRef::Upload(audiomill_core::UploadId::new());
+    object.insert(
+        "input".into(),
+        serde_json::to_value(placeholder).expect("ids serialize"),
+    );
+    let request: JobRequest = serde_json::from_value(spec_json.clone())
+        .map_err(|e| AppError::unprocessable("invalid_job", format!("invalid job request: {e}")))?;
+    let mut spec =
+        JobSpec::from_request(request).map_err(|e| AppError::unprocessable("invalid_job", e.0))?;
+    // A retry carries the same file and spec: hash both.
+    let upload = uploads::store_upload(state, tenant, received, filename)
+        .await
+        .map_err(|e| uploads::refused(state, tenant, &client, e))?;
+    object_without_input(&mut spec_json);
+    let mut canonical = serde_json::to_vec(&spec_json).expect("JSON values serialize");
+    canonical.extend_from_slice(upload.sha256.as_bytes());
+    let idem = idempotency(idempotency_key, &canonical)?;
+    spec.input = InputRef::Upload(upload.id);
+    submit(state, tenant, spec, idem).await
+}
+
+fn object_without_input(value: &mut serde_json::Value) {
+    if let Some(object) = value.as_object_mut() {
+        object.remove("input");
     }
 }
 

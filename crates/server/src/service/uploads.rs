@@ -7,6 +7,7 @@
 use audiomill_blob::BlobKey;
 use audiomill_core::{ErrorCode, JobError, UploadId};
 use audiomill_store::Upload;
+use axum::extract::FromRequest;
 use bytes::Bytes;
 use chrono::Utc;
 use futures::{Stream, StreamExt};
@@ -142,15 +143,9 @@ pub fn probe_error(e: JobError) -> AppError {
     }
 }
 
-/// Probes received bytes and, if they are acceptable audio, stores them as an upload.
-pub async fn store_upload(
-    state: &AppState,
-    tenant: Tenant,
-    received: Receiver,
-    filename: Option<String>,
-    client: &str,
-) -> Result<Upload, AppError> {
-    let reject = |e: AppError| {
+/// Logs and counts a refused upload (any client error), then passes the error on.
+pub fn refused(state: &AppState, tenant: Tenant, client: &str, e: AppError) -> AppError {
+    if e.status().is_client_error() {
         state.metrics().security_event("upload_rejected");
         tracing::warn!(
             target: "security",
@@ -160,10 +155,70 @@ pub async fn store_upload(
             kind = e.kind(),
             "upload rejected"
         );
-        e
-    };
+    }
+    e
+}
+
+/// Receives an upload request (raw body or the first file field of a multipart form), probes
+/// it and stores it. Every refusal is a security event.
+pub async fn upload(
+    state: &AppState,
+    tenant: Tenant,
+    request: axum::extract::Request,
+) -> Result<Upload, AppError> {
+    let client = crate::auth::client_addr_of(&request);
+    let result = async {
+        let (received, filename) = if is_multipart(&request) {
+            let cap = state.config().limits.max_upload_bytes;
+            let mut form = axum::extract::Multipart::from_request(request, state)
+                .await
+                .map_err(|_| AppError::bad_request("malformed multipart body"))?;
+            let mut field = loop {
+                match form
+                    .next_field()
+                    .await
+                    .map_err(|e| multipart_error(e, cap))?
+                {
+                    Some(field) if field.file_name().is_some() || field.name() == Some("file") => {
+                        break field
+                    }
+                    Some(_) => continue,
+                    None => return Err(AppError::bad_request("the form has no file field")),
+                }
+            };
+            let filename = field.file_name().map(str::to_owned);
+            (receive_field(state, &mut field).await?, filename)
+        } else {
+            (receive_body(state, request.into_body()).await?, None)
+        };
+        store_upload(state, tenant, received, filename).await
+    }
+    .await;
+    result.map_err(|e| refused(state, tenant, &client, e))
+}
+
+/// Whether a request carries a multipart form.
+pub fn is_multipart(request: &axum::extract::Request) -> bool {
+    request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        })
+}
+
+/// Probes received bytes and, if they are acceptable audio, stores them as an upload.
+pub async fn store_upload(
+    state: &AppState,
+    tenant: Tenant,
+    received: Receiver,
+    filename: Option<String>,
+) -> Result<Upload, AppError> {
     if received.is_empty() {
-        return Err(reject(AppError::bad_request("the upload is empty")));
+        return Err(AppError::bad_request("the upload is empty"));
     }
     let (temp, sha256, size) = received.finish().await?;
     let limits = state.config().limits;
@@ -171,7 +226,7 @@ pub async fn store_upload(
         .prober()
         .probe(temp.path(), &limits)
         .await
-        .map_err(|e| reject(probe_error(e)))?;
+        .map_err(probe_error)?;
     let id = UploadId::new();
     let key = BlobKey::upload(id);
     state.blob().put_file(&key, &temp.keep()).await?;

@@ -1,0 +1,733 @@
+//! Tests of the runner and the queue loop with real child processes (`sh -c …` standing in for
+//! `audiomill __run-job`), a fake store that records writes, and a real local blob store; and of
+//! the reaper with the real SQLite store.
+
+use crate::metrics::Outcome;
+use crate::runner::{run_job, Shared};
+use crate::testutil::{claimed_job, media_info, Call, FakeStore};
+use crate::{reap_expired, ChildLimits, Worker, WorkerConfig, WorkerMetrics};
+use audiomill_blob::{BlobKey, BlobStore, LocalBlobStore};
+use audiomill_core::{
+    AccountId, ArtifactId, ErrorCode, InputRef, JobId, OperationKind, OutputSpec, UploadId,
+};
+use audiomill_store::{
+    Artifact, ClaimedJob, Heartbeat, InsertJob, NewJob, SqliteStore, Store, Upload,
+};
+use chrono::Utc;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const INPUT: &[u8] = b"RIFFdata";
+
+struct Harness {
+    root: tempfile::TempDir,
+    store: Arc<FakeStore>,
+    blob: Arc<LocalBlobStore>,
+    config: WorkerConfig,
+    account: AccountId,
+}
+
+impl Harness {
+    fn new(script: &str) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let blob = Arc::new(LocalBlobStore::open(root.path().join("blobs")).unwrap());
+        let config = WorkerConfig {
+            concurrency: 2,
+            owner: "test-owner".into(),
+            heartbeat: Duration::from_millis(50),
+            poll: Duration::from_millis(100),
+            grace_period: Duration::from_secs(10),
+            job_timeout: Duration::from_secs(20),
+            child_command: vec!["sh".into(), "-c".into(), script.into()],
+            temp_dir: blob.temp_dir().join("jobs"),
+            ..WorkerConfig::default()
+        };
+        Self {
+            root,
+            store: Arc::new(FakeStore::default()),
+            blob,
+            config,
+            account: AccountId::new(),
+        }
+    }
+
+    /// Stores an upload (row and bytes) and returns a claimed job on it.
+    async fn job(&self, output_name: Option<&str>) -> ClaimedJob {
+        let id = UploadId::new();
+        let key = BlobKey::upload(id);
+        let src = self.blob.temp_dir().join(format!("src-{id}"));
+        std::fs::write(&src, INPUT).unwrap();
+        self.blob.put_file(&key, &src).await.unwrap();
+        let now = Utc::now();
+        self.store
+            .insert_upload(&Upload {
+                id,
+                account_id: self.account,
+                blob_key: key.to_string(),
+                filename: None,
+                size: INPUT.len() as u64,
+                sha256: String::new(),
+                media: media_info(),
+                created_at: now,
+                expires_at: now + chrono::Duration::hours(1),
+            })
+            .await
+            .unwrap();
+        claimed_job(self.account, InputRef::Upload(id), output_name)
+    }
+
+    fn shared(&self) -> Arc<Shared> {
+        Arc::new(Shared {
+            store: self.store.clone(),
+            blob: self.blob.clone(),
+            config: self.config.clone(),
+            metrics: WorkerMetrics::new(),
+        })
+    }
+
+    async fn run(&self, claimed: ClaimedJob) -> Outcome {
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(30),
+            run_job(self.shared(), claimed, CancellationToken::new()),
+        )
+        .await
+        .expect("the attempt ends");
+        self.assert_clean();
+        outcome
+    }
+
+    /// No job directory is left behind.
+    fn assert_clean(&self) {
+        let left: Vec<_> = std::fs::read_dir(&self.config.temp_dir)
+            .map(|dir| dir.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+
+    fn single_call(&self) -> Call {
+        let calls = self.store.calls();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        calls.into_iter().next().unwrap()
+    }
+
+    fn single_failure(&self) -> (ErrorCode, String, bool) {
+        match self.single_call() {
+            Call::Fail { error, retry_at } => (error.code, error.message, retry_at.is_some()),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    async fn artifact_keys(&self) -> Vec<BlobKey> {
+        let mut keys = self.blob.list_keys().await.unwrap();
+        keys.retain(|k| k.as_str().starts_with("artifacts/"));
+        keys
+    }
+}
+
+/// A child that checks what it was given and how it runs, then answers like the real one.
+const GOOD_CHILD: &str = r#"
+task=$(cat)
+case "$task" in *'"operation":"convert"'*) ;; *) exit 11 ;; esac
+case "$task" in *'"output_name":"my song"'*) ;; *) exit 12 ;; esac
+[ "$(cat input)" = RIFFdata ] || exit 13
+[ -z "$HOME" ] || exit 14
+[ "$PATH" = /usr/bin:/bin ] || exit 15
+[ "$(ulimit -c)" = 0 ] || exit 16
+[ "$(ulimit -v)" = 4194304 ] || exit 17
+[ "$(ulimit -t)" = 3600 ] || exit 18
+set -- $(cat /proc/$$/stat)
+[ "$5" = "$$" ] || exit 19
+echo '{"type":"progress","fraction":0.5}'
+sleep 0.3
+printf abc > out/output.wav
+echo '{"type":"succeeded","artifacts":[{"file":"output.wav","name":"my song.wav","content_type":"audio/wav"}],"result":{"ok":true},"audio_seconds":1.5}'
+"#;
+
+#[tokio::test]
+async fn a_successful_child_yields_artifacts_in_blob_storage() {
+    let h = Harness::new(GOOD_CHILD);
+    let claimed = h.job(Some("my song")).await;
+    assert_eq!(h.run(claimed.clone()).await, Outcome::Succeeded);
+    let Call::Succeed { artifacts, result } = h.single_call() else {
+        panic!("expected success, got {:?}", h.store.calls());
+    };
+    assert_eq!(result, Some(serde_json::json!({"ok": true})));
+    assert_eq!(artifacts.len(), 1);
+    let artifact = &artifacts[0];
+    assert_eq!(artifact.name, "my song.wav");
+    assert_eq!(artifact.content_type, "audio/wav");
+    assert_eq!(artifact.size, 3);
+    assert_eq!(artifact.job_id, claimed.job.id);
+    assert_eq!(artifact.account_id, h.account);
+    assert!(artifact.expires_at > Utc::now() + chrono::Duration::hours(23));
+    let key = BlobKey::from_stored(&artifact.blob_key).unwrap();
+    assert_eq!(key, BlobKey::artifact(claimed.job.id, artifact.id));
+    assert_eq!(h.blob.size(&key).await.unwrap(), 3);
+    // Progress reached the store with a heartbeat.
+    let heartbeats = h.store.state.lock().unwrap().heartbeats.clone();
+    assert!(heartbeats.contains(&Some(0.5)), "{heartbeats:?}");
+}
+
+#[tokio::test]
+async fn a_failed_line_is_recorded_as_is() {
+    let h = Harness::new(
+        r#"cat >/dev/null; echo '{"type":"failed","error":{"code":"unsupported_format","message":"not audio"}}'"#,
+    );
+    let claimed = h.job(None).await;
+    assert_eq!(h.run(claimed).await, Outcome::Failed);
+    assert_eq!(
+        h.single_failure(),
+        (ErrorCode::UnsupportedFormat, "not audio".into(), false)
+    );
+}
+
+#[tokio::test]
+async fn a_retryable_failure_is_retried_with_backoff() {
+    let h = Harness::new(r#"cat >/dev/null; kill -KILL $$"#);
+    let claimed = h.job(None).await;
+    let before = Utc::now();
+    assert_eq!(h.run(claimed).await, Outcome::Retried);
+    let Call::Fail { error, retry_at } = h.single_call() else {
+        panic!("expected a failure");
+    };
+    assert_eq!(error.code, ErrorCode::WorkerCrashed);
+    // First attempt: between base/2 and base (2 s) from now.
+    let delay = retry_at.expect("retryable") - before;
+    assert!(delay >= chrono::Duration::milliseconds(900), "{delay}");
+    assert!(delay <= chrono::Duration::seconds(3), "{delay}");
+}
+
+#[tokio::test]
+async fn exit_statuses_map_to_error_codes() {
+    let cases: [(&str, ErrorCode, bool); 8] = [
+        ("kill -KILL $$", ErrorCode::WorkerCrashed, true),
+        ("kill -TERM $$", ErrorCode::WorkerCrashed, true),
+        ("kill -XCPU $$", ErrorCode::Timeout, false),
+        ("kill -XFSZ $$", ErrorCode::ResourceLimit, false),
+        ("kill -ABRT $$", ErrorCode::ResourceLimit, false),
+        ("kill -SEGV $$", ErrorCode::ResourceLimit, false),
+        ("exit 3", ErrorCode::WorkerCrashed, true),
+        // Exit 0 without a final line.
+        (
+            r#"echo '{"type":"progress","fraction":0.1}'"#,
+            ErrorCode::WorkerCrashed,
+            true,
+        ),
+    ];
+    for (script, code, retried) in cases {
+        let h = Harness::new(&format!("cat >/dev/null; {script}"));
+        let claimed = h.job(None).await;
+        let outcome = h.run(claimed).await;
+        let (got, message, retry) = h.single_failure();
+        assert_eq!((got, retry), (code, retried), "{script}");
+        assert_eq!(
+            outcome,
+            if retried {
+                Outcome::Retried
+            } else {
+                Outcome::Failed
+            }
+        );
+        assert!(!message.contains('/'), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn memory_errors_say_so() {
+    let h = Harness::new("cat >/dev/null; kill -ABRT $$");
+    let claimed = h.job(None).await;
+    h.run(claimed).await;
+    let (_, message, _) = h.single_failure();
+    assert_eq!(message, "the job exceeded its memory limit");
+}
+
+#[tokio::test]
+async fn the_file_size_limit_is_enforced() {
+    let mut h = Harness::new(
+        "cat >/dev/null; exec dd if=/dev/zero of=out/big bs=1024 count=64 2>/dev/null",
+    );
+    h.config.child_limits = ChildLimits {
+        output_file_bytes: 4096,
+        ..ChildLimits::default()
+    };
+    let claimed = h.job(None).await;
+    assert_eq!(h.run(claimed).await, Outcome::Failed);
+    assert_eq!(h.single_failure().0, ErrorCode::ResourceLimit);
+}
+
+#[tokio::test]
+async fn the_cpu_limit_is_enforced() {
+    let mut h = Harness::new("cat >/dev/null; while :; do :; done");
+    h.config.child_limits = ChildLimits {
+        cpu_seconds: 1,
+        ..ChildLimits::default()
+    };
+    let claimed = h.job(None).await;
+    assert_eq!(h.run(claimed).await, Outcome::Failed);
+    assert_eq!(h.single_failure().0, ErrorCode::Timeout);
+}
+
+#[tokio::test]
+async fn the_wall_clock_limit_kills_the_child() {
+    let mut h = Harness::new("cat >/dev/null; exec sleep 30");
+    h.config.job_timeout = Duration::from_millis(300);
+    let claimed = h.job(None).await;
+    let started = std::time::Instant::now();
+    assert_eq!(h.run(claimed).await, Outcome::Failed);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let (code, message, retried) = h.single_failure();
+    assert_eq!((code, retried), (ErrorCode::Timeout, false));
+    assert!(message.contains("time limit"), "{message}");
+}
+
+fn process_exists(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+#[tokio::test]
+async fn cancel_kills_the_whole_process_group() {
+    let h = Harness::new("");
+    let pid_file = h.root.path().join("sleeper.pid");
+    let script = format!(
+        "cat >/dev/null; sleep 30 & echo $! > {}; wait",
+        pid_file.display()
+    );
+    let mut h = h;
+    h.config.child_command[2] = script.into();
+    let claimed = h.job(None).await;
+    let store = h.store.clone();
+    let pid_path = pid_file.clone();
+    let canceller = tokio::spawn(async move {
+        while !pid_path.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        store.set_heartbeat(Heartbeat::Held {
+            cancel_requested: true,
+        });
+        std::time::Instant::now()
+    });
+    let outcome = h.run(claimed).await;
+    let asked = canceller.await.unwrap();
+    assert_eq!(outcome, Outcome::Canceled);
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(h.single_call(), Call::Cancel);
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while process_exists(pid) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!process_exists(pid), "the grandchild survived");
+}
+
+#[tokio::test]
+async fn a_lost_lease_writes_nothing() {
+    let h = Harness::new("cat >/dev/null; exec sleep 30");
+    h.store.set_heartbeat(Heartbeat::Lost);
+    let claimed = h.job(None).await;
+    assert_eq!(h.run(claimed).await, Outcome::Lost);
+    assert!(h.store.calls().is_empty());
+}
+
+#[tokio::test]
+async fn artifacts_of_a_lost_lease_are_deleted() {
+    let h = Harness::new(GOOD_CHILD);
+    h.store.state.lock().unwrap().succeed_returns = Some(false);
+    let claimed = h.job(Some("my song")).await;
+    assert_eq!(h.run(claimed).await, Outcome::Lost);
+    assert!(h.artifact_keys().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_input_is_not_retried() {
+    let h = Harness::new("exit 0");
+    // No such upload.
+    let claimed = claimed_job(h.account, InputRef::Upload(UploadId::new()), None);
+    assert_eq!(h.run(claimed).await, Outcome::Failed);
+    assert_eq!(h.single_failure().0, ErrorCode::InputNotFound);
+
+    // Another account's upload.
+    let h = Harness::new("exit 0");
+    let mut claimed = h.job(None).await;
+    claimed.job.account_id = AccountId::new();
+    assert_eq!(h.run(claimed).await, Outcome::Failed);
+    assert_eq!(h.single_failure().0, ErrorCode::InputNotFound);
+
+    // The row is there, the bytes are gone.
+    let h = Harness::new("exit 0");
+    let claimed = h.job(None).await;
+    let InputRef::Upload(id) = claimed.job.input else {
+        unreachable!()
+    };
+    h.blob.delete(&BlobKey::upload(id)).await.unwrap();
+    assert_eq!(h.run(claimed).await, Outcome::Failed);
+    assert_eq!(h.single_failure().0, ErrorCode::InputNotFound);
+}
+
+#[tokio::test]
+async fn unusable_artifacts_are_refused() {
+    let line = |file: &str, name: &str, content_type: &str| {
+        format!(
+            r#"echo '{{"type":"succeeded","artifacts":[{{"file":"{file}","name":"{name}","content_type":"{content_type}"}}],"result":null,"audio_seconds":0}}'"#
+        )
+    };
+    let cases = [
+        format!(
+            "printf x > out/a; {}",
+            line("../input", "a.wav", "audio/wav")
+        ),
+        format!(
+            "printf x > out/a; {}",
+            line("/etc/passwd", "a.wav", "audio/wav")
+        ),
+        format!("ln -s ../input out/a; {}", line("a", "a.wav", "audio/wav")),
+        format!("ln input out/a; {}", line("a", "a.wav", "audio/wav")),
+        format!("mkdir out/a; {}", line("a", "a.wav", "audio/wav")),
+        line("missing", "a.wav", "audio/wav"),
+        format!("printf x > out/a; {}", line("a", "a.html", "text/html")),
+        format!("printf x > out/a; {}", line("a", "../a.wav", "audio/wav")),
+    ];
+    for script in cases {
+        let h = Harness::new(&format!("cat >/dev/null; {script}"));
+        let claimed = h.job(None).await;
+        assert_eq!(h.run(claimed).await, Outcome::Retried, "{script}");
+        assert_eq!(h.single_failure().0, ErrorCode::WorkerCrashed, "{script}");
+        assert!(h.artifact_keys().await.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn protocol_violations_count_as_crashes() {
+    let cases = [
+        "echo 'not json'",
+        r#"echo '{"type":"failed","error":{"code":"internal","message":"x"}}'; echo '{"type":"progress","fraction":1}'"#,
+        // A line longer than the limit.
+        "head -c 2000000 /dev/zero | tr '\\0' a",
+    ];
+    for script in cases {
+        let h = Harness::new(&format!("cat >/dev/null; {script}"));
+        let claimed = h.job(None).await;
+        h.run(claimed).await;
+        assert_eq!(h.single_failure().0, ErrorCode::WorkerCrashed, "{script}");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_program_is_an_internal_error() {
+    let mut h = Harness::new("");
+    h.config.child_command = vec!["/nonexistent/audiomill".into()];
+    let claimed = h.job(None).await;
+    assert_eq!(h.run(claimed).await, Outcome::Retried);
+    let (code, message, retried) = h.single_failure();
+    assert_eq!((code, retried), (ErrorCode::Internal, true));
+    assert!(!message.contains("nonexistent"));
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_worker_claims_runs_and_stops() {
+    let mut h = Harness::new(GOOD_CHILD);
+    h.config.poll = Duration::from_secs(60);
+    let worker = Worker::new(
+        h.store.clone(),
+        h.blob.clone(),
+        h.config.clone(),
+        WorkerMetrics::new(),
+    );
+    let waker = worker.waker();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(worker.run(shutdown.clone()));
+    // The first claim found nothing; the waker, not the 60 s poll, brings the next one.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let claimed = h.job(Some("my song")).await;
+    h.store.state.lock().unwrap().claimable.push_back(claimed);
+    waker.notify_one();
+    let store = h.store.clone();
+    wait_for("the job to succeed", || {
+        matches!(store.calls().as_slice(), [Call::Succeed { .. }])
+    })
+    .await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("the worker stops")
+        .unwrap();
+    h.assert_clean();
+}
+
+#[tokio::test]
+async fn shutdown_requeues_jobs_still_running_after_the_grace_period() {
+    let mut h = Harness::new("cat >/dev/null; exec sleep 30");
+    h.config.grace_period = Duration::from_millis(300);
+    for _ in 0..2 {
+        let claimed = h.job(None).await;
+        h.store.state.lock().unwrap().claimable.push_back(claimed);
+    }
+    let worker = Worker::new(
+        h.store.clone(),
+        h.blob.clone(),
+        h.config.clone(),
+        WorkerMetrics::new(),
+    );
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(worker.run(shutdown.clone()));
+    let store = h.store.clone();
+    wait_for("both jobs to run", || {
+        store.state.lock().unwrap().heartbeats.len() >= 4
+    })
+    .await;
+    let started = std::time::Instant::now();
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("the worker stops")
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(h.store.calls(), vec![Call::Requeue, Call::Requeue]);
+    h.assert_clean();
+}
+
+#[tokio::test]
+async fn shutdown_lets_short_jobs_finish() {
+    let mut h = Harness::new(GOOD_CHILD);
+    h.config.grace_period = Duration::from_secs(10);
+    let claimed = h.job(Some("my song")).await;
+    h.store.state.lock().unwrap().claimable.push_back(claimed);
+    let worker = Worker::new(
+        h.store.clone(),
+        h.blob.clone(),
+        h.config.clone(),
+        WorkerMetrics::new(),
+    );
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(worker.run(shutdown.clone()));
+    let store = h.store.clone();
+    wait_for("the job to start", || {
+        !store.state.lock().unwrap().heartbeats.is_empty()
+    })
+    .await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the worker stops")
+        .unwrap();
+    assert!(matches!(h.store.calls().as_slice(), [Call::Succeed { .. }]));
+    h.assert_clean();
+}
+
+#[tokio::test]
+async fn reaper_deletes_expired_rows_and_bytes() {
+    let root = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&root.path().join("db.sqlite"))
+        .await
+        .unwrap();
+    let blob = LocalBlobStore::open(root.path().join("blobs")).unwrap();
+    let account = store.create_account("test").await.unwrap().id;
+    let now = Utc::now();
+    let hour = chrono::Duration::hours(1);
+
+    let put = |key: BlobKey| {
+        let blob = blob.clone();
+        async move {
+            let src = blob.temp_dir().join("src");
+            std::fs::write(&src, b"bytes").unwrap();
+            blob.put_file(&key, &src).await.unwrap();
+            key
+        }
+    };
+    let mut uploads = Vec::new();
+    // Expired; expired with its bytes already gone; still valid.
+    for (expires_at, with_bytes) in [(now - hour, true), (now - hour, false), (now + hour, true)] {
+        let id = UploadId::new();
+        let key = BlobKey::upload(id);
+        if with_bytes {
+            put(key.clone()).await;
+        }
+        store
+            .insert_upload(&Upload {
+                id,
+                account_id: account,
+                blob_key: key.to_string(),
+                filename: Some("a.wav".into()),
+                size: 5,
+                sha256: String::new(),
+                media: media_info(),
+                created_at: now - hour * 2,
+                expires_at,
+            })
+            .await
+            .unwrap();
+        uploads.push((id, key));
+    }
+
+    let job_id = JobId::new();
+    let inserted = store
+        .insert_job(
+            NewJob {
+                id: job_id,
+                account_id: account,
+                operation: OperationKind::Convert,
+                options: serde_json::json!({"format": "wav"}),
+                input: InputRef::Upload(uploads[2].0),
+                output: OutputSpec::default(),
+                input_seconds: Some(1.0),
+                max_attempts: 3,
+                created_at: now - hour * 2,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(inserted, InsertJob::Created(_)));
+    let claimed = store
+        .claim_jobs("reaper-test", 1, Duration::from_secs(30), now)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    let mut artifacts = Vec::new();
+    for expires_at in [now - hour, now + hour] {
+        let id = ArtifactId::new();
+        let key = put(BlobKey::artifact(job_id, id)).await;
+        artifacts.push(Artifact {
+            id,
+            account_id: account,
+            job_id,
+            name: "a.wav".into(),
+            content_type: "audio/wav".into(),
+            size: 5,
+            blob_key: key.to_string(),
+            created_at: now - hour * 2,
+            expires_at,
+        });
+    }
+    assert!(store
+        .succeed_job(&claimed.lease, &artifacts, None, now)
+        .await
+        .unwrap());
+
+    assert_eq!(reap_expired(&store, &blob, now).await.unwrap(), 3);
+
+    assert!(store
+        .get_upload(account, uploads[0].0)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .get_upload(account, uploads[1].0)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .get_upload(account, uploads[2].0)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .get_artifact(account, artifacts[0].id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .get_artifact(account, artifacts[1].id)
+        .await
+        .unwrap()
+        .is_some());
+    let mut left: Vec<String> = blob
+        .list_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.to_string())
+        .collect();
+    left.sort();
+    let mut expected = vec![uploads[2].1.to_string(), artifacts[1].blob_key.clone()];
+    expected.sort();
+    assert_eq!(left, expected);
+
+    // Nothing more to do.
+    assert_eq!(reap_expired(&store, &blob, now).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn reaper_keeps_rows_whose_bytes_could_not_be_deleted() {
+    // A blob store that refuses every delete.
+    struct Stubborn(LocalBlobStore);
+    #[async_trait::async_trait]
+    impl BlobStore for Stubborn {
+        async fn put_file(&self, k: &BlobKey, s: &std::path::Path) -> audiomill_blob::Result<u64> {
+            self.0.put_file(k, s).await
+        }
+        async fn get_to_file(
+            &self,
+            k: &BlobKey,
+            d: &std::path::Path,
+        ) -> audiomill_blob::Result<u64> {
+            self.0.get_to_file(k, d).await
+        }
+        async fn size(&self, k: &BlobKey) -> audiomill_blob::Result<u64> {
+            self.0.size(k).await
+        }
+        async fn read_range(
+            &self,
+            k: &BlobKey,
+            o: u64,
+            l: u64,
+        ) -> audiomill_blob::Result<audiomill_blob::BlobReader> {
+            self.0.read_range(k, o, l).await
+        }
+        async fn delete(&self, k: &BlobKey) -> audiomill_blob::Result<()> {
+            Err(audiomill_blob::BlobError::Io {
+                key: k.to_string(),
+                source: std::io::Error::other("read-only"),
+            })
+        }
+        async fn list_keys(&self) -> audiomill_blob::Result<Vec<BlobKey>> {
+            self.0.list_keys().await
+        }
+        async fn check(&self) -> audiomill_blob::Result<()> {
+            self.0.check().await
+        }
+    }
+    let h = Harness::new("");
+    let claimed = h.job(None).await;
+    let InputRef::Upload(id) = claimed.job.input else {
+        unreachable!()
+    };
+    let later = Utc::now() + chrono::Duration::hours(2);
+    let stubborn = Stubborn(LocalBlobStore::open(h.root.path().join("blobs")).unwrap());
+    assert_eq!(
+        reap_expired(h.store.as_ref(), &stubborn, later)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(h.store.get_upload(h.account, id).await.unwrap().is_some());
+    // With a working blob store it goes.
+    assert_eq!(
+        reap_expired(h.store.as_ref(), h.blob.as_ref(), later)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(h.store.get_upload(h.account, id).await.unwrap().is_none());
+}
