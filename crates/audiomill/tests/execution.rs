@@ -147,27 +147,15 @@ async fn hostile_files_fail_their_job_and_the_server_keeps_serving() {
     for i in (damaged.len() / 3..damaged.len()).step_by(97) {
         damaged[i] ^= 0x5a;
     }
-    // A FLAC whose headers are intact and whose frames are all garbage: it probes as FLAC,
-    // so it reaches a job, and that job must fail cleanly.
-    let flac = crate::support::audio::ffmpeg_encode(
-        &wav(44_100, 2, &sine(44_100, 2, 2.0, 440.0, 0.5), false),
-        "flac",
-        &[],
-    );
-    let frames_start = flac_frames_offset(&flac);
-    let mut garbage_frames = flac[..frames_start].to_vec();
-    garbage_frames.extend(
-        crate::support::audio::noise(44_100, 1, 1.0, 1.0)
-            .iter()
-            .map(|x| (x * 127.0) as i8 as u8),
-    );
+    // A FLAC cut to a fifth of its length: its header declares 10 s, so it probes fine and
+    // reaches a job, and that job must fail cleanly.
     let r = server
         .post("/v1/uploads")
-        .body(garbage_frames)
+        .body(crate::support::audio::truncated_flac())
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 201, "headers intact: probes as FLAC");
+    assert_eq!(r.status(), 201, "the header is intact: it probes as FLAC");
     let upload: serde_json::Value = r.json().await.unwrap();
     let doomed = server
         .submit(json!({"operation": "convert", "input": {"upload": upload["id"]}, "options": {"format": "wav"}}))
@@ -213,11 +201,12 @@ async fn hostile_files_fail_their_job_and_the_server_keeps_serving() {
         }
     }
     if truncated_accepted {
-        // A file far shorter than its header says is refused at upload or fails its jobs.
-        for id in &ids[..2] {
-            let job = server.job(id).await;
-            assert_eq!(job["status"], "failed", "{job}");
-        }
+        // A WAV whose data size overruns the file is read at its real size (recorders leave
+        // such sizes): the analysis sees the quarter second that is there, not an hour.
+        let job = server.job(&ids[0]).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        let secs = job["result"]["duration_secs"].as_f64().unwrap();
+        assert!((secs - 0.25).abs() < 0.01, "{job}");
     }
     assert_eq!(
         server
@@ -238,9 +227,7 @@ async fn temp_dir_is_empty_after_a_mixed_batch() {
     let good = server
         .upload(wav(16_000, 1, &sine(16_000, 1, 1.0, 440.0, 0.5), false))
         .await;
-    let mut bad = wav(16_000, 1, &sine(16_000, 1, 1.0, 440.0, 0.5), false);
-    bad[40..44].copy_from_slice(&(16_000u32 * 2 * 600).to_le_bytes());
-    let bad = server.upload(bad).await;
+    let bad = server.upload(crate::support::audio::truncated_flac()).await;
     let slow = slow_job(&server).await;
     let mut ids = vec![];
     for i in 0..6 {
@@ -306,18 +293,4 @@ async fn sigterm_requeues_running_jobs_after_the_grace_period() {
     drop(restarted);
     drop(dir);
     let _ = sine(1, 1, 0.0, 0.0, 0.0);
-}
-
-/// Offset of the first audio frame of a FLAC file: after `fLaC` and the metadata blocks.
-fn flac_frames_offset(flac: &[u8]) -> usize {
-    assert_eq!(&flac[..4], b"fLaC");
-    let mut at = 4;
-    loop {
-        let header = flac[at];
-        let len = u32::from_be_bytes([0, flac[at + 1], flac[at + 2], flac[at + 3]]) as usize;
-        at += 4 + len;
-        if header & 0x80 != 0 {
-            return at;
-        }
-    }
 }

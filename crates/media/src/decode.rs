@@ -1,8 +1,7 @@
 //! Streaming decoding to interleaved `f32` chunks.
 
-use crate::probe::{
-    guarded, inspect, is_end_of_stream, make_decoder, max_frames, open_track, sym_error, Inspected,
-};
+use crate::open::{guarded, is_end_of_stream, make_decoder, open_track, sym_error};
+use crate::probe::{inspect, max_frames, Inspected};
 use crate::MediaError;
 use audiomill_core::{Limits, MediaInfo};
 use std::path::Path;
@@ -254,6 +253,19 @@ impl Decoder {
             } else {
                 "the input contains no audio samples"
             }));
+        }
+        // A stream that ends far short of the length its headers declare (FLAC STREAMINFO,
+        // an MP3 Info tag, an MP4 or Ogg length) was cut off or damaged. A silently shorter
+        // result would hide that from the user, so it fails. Shortfalls under 5% or 0.1 s
+        // (encoder padding, container lengths that overcount by a few frames) pass. WAV/AIFF sizes that overrun the file were already clamped to it at
+        // probe time, since streaming recorders legitimately leave placeholder sizes.
+        let expected = self.inspected.frames;
+        let shortfall = expected.saturating_sub(self.frames);
+        if shortfall > (expected / 20).max(u64::from(self.sample_rate() / 10)) {
+            return Err(MediaError::decode(format!(
+                "truncated: the headers declare {expected} frames, only {} decode",
+                self.frames
+            )));
         }
         Ok(false)
     }

@@ -51,12 +51,14 @@
 
 pub mod analyze;
 pub mod channels;
+mod codec;
 pub mod convert;
 pub mod decode;
 pub mod encode;
 pub mod error;
 mod iff;
 pub mod loudness;
+mod open;
 pub mod probe;
 mod progress;
 pub mod resample;

@@ -119,3 +119,14 @@ pub fn ffprobe_path(path: &Path) -> (String, u32, u16, f64) {
             .unwrap_or(0.0),
     )
 }
+
+/// A FLAC made by ffmpeg whose STREAMINFO declares 10 s but which holds only the first fifth
+/// of its bytes: it probes fine, and must then fail to decode as truncated.
+pub fn truncated_flac() -> Vec<u8> {
+    let flac = ffmpeg_encode(
+        &wav(44_100, 2, &sine(44_100, 2, 10.0, 440.0, 0.5), false),
+        "flac",
+        &[],
+    );
+    flac[..flac.len() / 5].to_vec()
+}
