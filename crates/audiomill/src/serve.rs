@@ -61,7 +61,9 @@ pub async fn serve(config: Config, worker: bool, api: bool) -> anyhow::Result<Ex
     worker_metrics.register(&mut registry);
 
     let shutdown = CancellationToken::new();
-    let waker = Arc::new(tokio::sync::Notify::new());
+    // The API pokes this waker after inserting a job; with no worker in this process it wakes
+    // nobody, and remote workers find the job by polling.
+    let mut waker = Arc::new(tokio::sync::Notify::new());
     let mut tasks = tokio::task::JoinSet::new();
 
     if worker {
@@ -87,16 +89,8 @@ pub async fn serve(config: Config, worker: bool, api: bool) -> anyhow::Result<Ex
             worker_config,
             worker_metrics.clone(),
         );
-        let worker_waker = worker.waker();
+        waker = worker.waker();
         tasks.spawn(worker.run(shutdown.clone()));
-        // The API pokes this process's worker after each insert.
-        let relay = waker.clone();
-        tasks.spawn(async move {
-            loop {
-                relay.notified().await;
-                worker_waker.notify_one();
-            }
-        });
         tasks.spawn(reaper(
             store.clone(),
             blob.clone(),

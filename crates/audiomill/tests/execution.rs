@@ -294,3 +294,22 @@ async fn sigterm_requeues_running_jobs_after_the_grace_period() {
     drop(dir);
     let _ = sine(1, 1, 0.0, 0.0, 0.0);
 }
+
+/// Regression: a helper task that never ended made every shutdown wait out its full deadline.
+#[tokio::test]
+async fn an_idle_server_stops_promptly_on_sigterm() {
+    let mut server =
+        TestServer::start_with(Options::default().env("AUDIOMILL_WORKER_GRACE_PERIOD_SECS", "20"))
+            .await;
+    let asked = Instant::now();
+    server.signal(libc::SIGTERM);
+    let status = server
+        .wait_exit(Duration::from_secs(25))
+        .expect("server stopped");
+    assert!(status.success());
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        asked.elapsed()
+    );
+}

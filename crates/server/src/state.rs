@@ -137,7 +137,7 @@ impl AppState {
 
     /// Wakes the worker(s) of this process after a job was queued.
     pub fn wake_workers(&self) {
-        self.0.job_waker.notify_waiters();
+        // notify_one stores a permit if the worker is busy, so the wake-up is not lost.
         self.0.job_waker.notify_one();
     }
 }
