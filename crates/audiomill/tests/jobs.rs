@@ -492,3 +492,45 @@ async fn events_stream_from_queued_to_succeeded_then_end() {
         .collect();
     assert_eq!(events, ["succeeded"]);
 }
+
+#[tokio::test]
+async fn a_replayed_multipart_job_stores_its_file_once() {
+    let server = TestServer::start().await;
+    let audio = wav(22_050, 1, &sine(22_050, 1, 0.5, 440.0, 0.5), false);
+    let send = |spec: serde_json::Value| {
+        let file = reqwest::multipart::Part::bytes(audio.clone()).file_name("a.wav");
+        let form = reqwest::multipart::Form::new()
+            .part("file", file)
+            .part("spec", reqwest::multipart::Part::text(spec.to_string()));
+        server
+            .post("/v1/jobs")
+            .header("idempotency-key", "upload-once")
+            .multipart(form)
+            .send()
+    };
+    let spec = json!({"operation": "convert", "options": {"format": "flac"}});
+    let first: serde_json::Value = send(spec.clone()).await.unwrap().json().await.unwrap();
+    let replay = send(spec).await.unwrap();
+    assert_eq!(replay.status(), 202);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let replay: serde_json::Value = replay.json().await.unwrap();
+    assert_eq!(replay["id"], first["id"]);
+    assert_eq!(replay["input"], first["input"]);
+    let other = send(json!({"operation": "convert", "options": {"format": "wav"}}))
+        .await
+        .unwrap();
+    assert_problem(other, 422, "idempotency_mismatch").await;
+    server.finish(first["id"].as_str().unwrap()).await;
+    // One upload and one FLAC: neither the replay nor the refused request left a file.
+    assert_eq!(
+        server.stored_files().len(),
+        2,
+        "{:?}",
+        server.stored_files()
+    );
+    let store = audiomill_store::SqliteStore::open(&server.data_dir.join("audiomill.db"))
+        .await
+        .unwrap();
+    use audiomill_store::Store;
+    assert_eq!(store.all_blob_keys().await.unwrap().len(), 2);
+}

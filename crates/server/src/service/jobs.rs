@@ -183,9 +183,21 @@ pub async fn submit_multipart(
     object_without_input(&mut spec_json);
     let mut canonical = serde_json::to_vec(&spec_json).expect("JSON values serialize");
     canonical.extend_from_slice(upload.sha256.as_bytes());
-    let idem = idempotency(idempotency_key, &canonical)?;
-    spec.input = InputRef::Upload(upload.id);
-    submit(state, tenant, spec, idem).await
+    let submitted = async {
+        let idem = idempotency(idempotency_key, &canonical)?;
+        spec.input = InputRef::Upload(upload.id);
+        submit(state, tenant, spec, idem).await
+    }
+    .await;
+    match submitted {
+        Ok(s) if s.created => Ok(s),
+        other => {
+            // No job uses this file: a replay returns the original job (with the upload of the
+            // first request), and a refusal creates none. Nothing is left behind.
+            uploads::discard(state, &upload).await;
+            other
+        }
+    }
 }
 
 fn object_without_input(value: &mut serde_json::Value) {

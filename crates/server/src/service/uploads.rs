@@ -229,7 +229,9 @@ pub async fn store_upload(
         .map_err(probe_error)?;
     let id = UploadId::new();
     let key = BlobKey::upload(id);
-    state.blob().put_file(&key, &temp.keep()).await?;
+    // The guard keeps watch until the bytes have moved: a failed move leaves no temp file.
+    state.blob().put_file(&key, temp.path()).await?;
+    temp.keep();
     let now = Utc::now();
     let upload = Upload {
         id,
@@ -250,6 +252,18 @@ pub async fn store_upload(
         return Err(e.into());
     }
     Ok(upload)
+}
+
+/// Deletes an upload that no job will use (bytes, then row). Failures are logged: the
+/// retention reaper gets what is left.
+pub async fn discard(state: &AppState, upload: &Upload) {
+    if let Err(e) = state.blob().delete(&BlobKey::upload(upload.id)).await {
+        tracing::error!(upload = %upload.id, error = %e, "could not delete an unused upload's bytes");
+        return;
+    }
+    if let Err(e) = state.store().delete_upload(upload.id).await {
+        tracing::error!(upload = %upload.id, error = %e, "could not delete an unused upload");
+    }
 }
 
 /// Keeps a client's file name for display only: the last path component, printable, short.
