@@ -23,6 +23,6 @@ pub use job::{JobState, ParseStateError};
 pub use limits::Limits;
 pub use media::MediaInfo;
 pub use operation::{
-    AnalyzeOptions, AudioFormat, ConvertOptions, InputRef, JobRequest, JobSpec, Operation,
-    OperationKind, OutputSpec, SpecError,
+    AnalyzeOptions, AudioFormat, ConvertOptions, InputRef, JobRequest, JobSpec, Normalize,
+    Operation, OperationKind, OutputSpec, SampleFormat, SpecError, TrimSilence,
 };

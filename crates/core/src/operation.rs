@@ -75,21 +75,106 @@ pub enum InputRef {
     Artifact(ArtifactId),
 }
 
-/// Options of the `analyze` operation (none yet; unknown fields are refused).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AnalyzeOptions {}
+/// Options of the `analyze` operation, validated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "RawAnalyzeOptions")]
+pub struct AnalyzeOptions {
+    /// Buckets of the waveform overview (min/max per channel per bucket); 0 for none.
+    /// Default 1000, at most 100000.
+    pub waveform_buckets: u32,
+    /// Also render the waveform as a PNG artifact.
+    pub waveform_png: bool,
+    /// Level under which audio counts as silence, in dBFS (−96 to −20; default −60).
+    pub silence_threshold_db: f64,
+    /// Shortest silence reported, in seconds (0.01 to 60; default 0.5).
+    pub silence_min_secs: f64,
+    /// Estimate the tempo (BPM) with a confidence figure (default true).
+    pub tempo: bool,
+}
 
-/// An output audio format the engine can write.
+impl Default for AnalyzeOptions {
+    fn default() -> Self {
+        Self {
+            waveform_buckets: 1000,
+            waveform_png: false,
+            silence_threshold_db: -60.0,
+            silence_min_secs: 0.5,
+            tempo: true,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnalyzeOptions {
+    #[serde(default)]
+    waveform_buckets: Option<u32>,
+    #[serde(default)]
+    waveform_png: Option<bool>,
+    #[serde(default)]
+    silence_threshold_db: Option<f64>,
+    #[serde(default)]
+    silence_min_secs: Option<f64>,
+    #[serde(default)]
+    tempo: Option<bool>,
+}
+
+/// Checks that an optional number lies in a closed range (and is finite).
+fn in_range(name: &str, value: Option<f64>, min: f64, max: f64) -> Result<(), SpecError> {
+    match value {
+        Some(v) if !(v.is_finite() && (min..=max).contains(&v)) => {
+            Err(SpecError(format!("{name} must be between {min} and {max}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl TryFrom<RawAnalyzeOptions> for AnalyzeOptions {
+    type Error = SpecError;
+    fn try_from(raw: RawAnalyzeOptions) -> Result<Self, SpecError> {
+        let d = AnalyzeOptions::default();
+        if raw.waveform_buckets.is_some_and(|n| n > 100_000) {
+            return Err(SpecError("waveform_buckets must be at most 100000".into()));
+        }
+        in_range(
+            "silence_threshold_db",
+            raw.silence_threshold_db,
+            -96.0,
+            -20.0,
+        )?;
+        in_range("silence_min_secs", raw.silence_min_secs, 0.01, 60.0)?;
+        let options = AnalyzeOptions {
+            waveform_buckets: raw.waveform_buckets.unwrap_or(d.waveform_buckets),
+            waveform_png: raw.waveform_png.unwrap_or(d.waveform_png),
+            silence_threshold_db: raw.silence_threshold_db.unwrap_or(d.silence_threshold_db),
+            silence_min_secs: raw.silence_min_secs.unwrap_or(d.silence_min_secs),
+            tempo: raw.tempo.unwrap_or(d.tempo),
+        };
+        if options.waveform_png && options.waveform_buckets == 0 {
+            return Err(SpecError(
+                "waveform_png needs waveform_buckets above 0".into(),
+            ));
+        }
+        Ok(options)
+    }
+}
+
+// Equality on f64 fields: options are compared only in tests and idempotency of parsing.
+impl Eq for AnalyzeOptions {}
+
+/// An output audio format the engine can write. Formats it cannot write (AAC, Vorbis, …) are
+/// refused when the job is submitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AudioFormat {
-    /// RIFF WAVE, 16-bit PCM.
+    /// RIFF WAVE: 16- or 24-bit integer or 32-bit float PCM.
     Wav,
-    /// FLAC, lossless.
+    /// FLAC, lossless (16 or 24 bits).
     Flac,
-    /// MPEG-1/2 Layer III.
+    /// MPEG-1/2 Layer III, CBR (`bitrate`) or VBR (`quality`).
     Mp3,
+    /// Opus in Ogg, always at 48 kHz.
+    Opus,
 }
 
 impl AudioFormat {
@@ -99,6 +184,7 @@ impl AudioFormat {
             AudioFormat::Wav => "wav",
             AudioFormat::Flac => "flac",
             AudioFormat::Mp3 => "mp3",
+            AudioFormat::Opus => "opus",
         }
     }
 
@@ -108,14 +194,30 @@ impl AudioFormat {
             AudioFormat::Wav => "audio/wav",
             AudioFormat::Flac => "audio/flac",
             AudioFormat::Mp3 => "audio/mpeg",
+            AudioFormat::Opus => "audio/ogg; codecs=opus",
         }
     }
+}
+
+/// Sample format of PCM output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SampleFormat {
+    /// 16-bit signed integer.
+    S16,
+    /// 24-bit signed integer.
+    S24,
+    /// 32-bit IEEE float (WAV only).
+    F32,
 }
 
 /// MP3 bit rates (kbit/s) that LAME can write in CBR mode for MPEG-1 and MPEG-2 layer III.
 pub const MP3_BITRATES: [u32; 14] = [
     32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
 ];
+
+/// Opus bit rates (kbit/s) accepted: libopus's range.
+pub const OPUS_BITRATES: std::ops::RangeInclusive<u32> = 6..=510;
 
 /// Sample rates (Hz) an output may be resampled to.
 pub const OUTPUT_SAMPLE_RATES: [u32; 9] = [
@@ -125,20 +227,73 @@ pub const OUTPUT_SAMPLE_RATES: [u32; 9] = [
 /// Sample rates MP3 can carry (MPEG-1 and MPEG-2).
 pub const MP3_SAMPLE_RATES: [u32; 6] = [16_000, 22_050, 24_000, 32_000, 44_100, 48_000];
 
+/// Two-pass loudness normalization (EBU R128).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Normalize {
+    /// Integrated loudness to reach, in LUFS (−70 to −5; e.g. −23 broadcast, −14 streaming).
+    pub target_lufs: f64,
+    /// True-peak ceiling, in dBTP (−9 to 0; default −1). The gain is lowered if needed so that
+    /// the true peak stays under it.
+    #[serde(default = "default_true_peak")]
+    pub true_peak_dbtp: f64,
+}
+
+fn default_true_peak() -> f64 {
+    -1.0
+}
+
+/// Removal of leading and trailing silence.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrimSilence {
+    /// Level under which audio counts as silence, in dBFS (−96 to −20; default −60).
+    #[serde(default = "default_silence_threshold")]
+    pub threshold_db: f64,
+}
+
+fn default_silence_threshold() -> f64 {
+    -60.0
+}
+
 /// Options of the `convert` operation, already validated: a value of this type is a conversion
-/// the engine can perform.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// the engine can perform. Edits are applied in one pass in this order: pick channel / channel
+/// map → trim (`start`, `end`) → trim silence → gain and normalization → fades → resample →
+/// encode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "RawConvertOptions")]
 pub struct ConvertOptions {
     /// Output format.
     pub format: AudioFormat,
-    /// Output sample rate in Hz; the input's when absent.
+    /// Output sample rate in Hz; the input's when absent (Opus: always 48000).
     pub sample_rate: Option<u32>,
     /// Output channel count (1 or 2); the input's when absent (inputs with more than two
-    /// channels are downmixed to stereo for MP3).
+    /// channels are downmixed to stereo for MP3 and Opus).
     pub channels: Option<u16>,
-    /// MP3 bit rate in kbit/s (CBR); 192 when absent. Only valid for `mp3`.
+    /// Use only this input channel (0 = first/left); with `channels: 2` it is copied to both.
+    pub channel: Option<u16>,
+    /// Bit rate in kbit/s: MP3 CBR (one of the MP3 rates; 192 when neither this nor
+    /// `quality` is given) or Opus (6-510; 128 when absent).
     pub bitrate: Option<u32>,
+    /// MP3 VBR quality, 0 (best) to 9; instead of `bitrate`.
+    pub quality: Option<u8>,
+    /// PCM sample format: `s16` (default), `s24` or `f32` for WAV; `s16` or `s24` for FLAC
+    /// (default: 24 when the source has more than 16 bits).
+    pub sample_format: Option<SampleFormat>,
+    /// Start of the kept audio, in seconds from the start of the input.
+    pub start: Option<f64>,
+    /// End of the kept audio, in seconds from the start of the input.
+    pub end: Option<f64>,
+    /// Remove leading and trailing silence.
+    pub trim_silence: Option<TrimSilence>,
+    /// Gain in dB (−60 to +24), applied before normalization.
+    pub gain_db: Option<f64>,
+    /// Normalize loudness (two passes over the input).
+    pub normalize: Option<Normalize>,
+    /// Fade-in length, in seconds (0 to 600).
+    pub fade_in: Option<f64>,
+    /// Fade-out length, in seconds (0 to 600).
+    pub fade_out: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -150,21 +305,43 @@ struct RawConvertOptions {
     #[serde(default)]
     channels: Option<u16>,
     #[serde(default)]
+    channel: Option<u16>,
+    #[serde(default)]
     bitrate: Option<u32>,
+    #[serde(default)]
+    quality: Option<u8>,
+    #[serde(default)]
+    sample_format: Option<SampleFormat>,
+    #[serde(default)]
+    start: Option<f64>,
+    #[serde(default)]
+    end: Option<f64>,
+    #[serde(default)]
+    trim_silence: Option<TrimSilence>,
+    #[serde(default)]
+    gain_db: Option<f64>,
+    #[serde(default)]
+    normalize: Option<Normalize>,
+    #[serde(default)]
+    fade_in: Option<f64>,
+    #[serde(default)]
+    fade_out: Option<f64>,
 }
 
 impl TryFrom<RawConvertOptions> for ConvertOptions {
     type Error = SpecError;
     fn try_from(raw: RawConvertOptions) -> Result<Self, SpecError> {
+        let format = raw.format;
+        let ext = format.extension();
         if let Some(rate) = raw.sample_rate {
-            let allowed: &[u32] = match raw.format {
+            let allowed: &[u32] = match format {
                 AudioFormat::Mp3 => &MP3_SAMPLE_RATES,
+                AudioFormat::Opus => &[48_000],
                 _ => &OUTPUT_SAMPLE_RATES,
             };
             if !allowed.contains(&rate) {
                 return Err(SpecError(format!(
-                    "sample_rate {rate} is not supported for {}; expected one of {allowed:?}",
-                    raw.format.extension()
+                    "sample_rate {rate} is not supported for {ext}; expected one of {allowed:?}"
                 )));
             }
         }
@@ -173,27 +350,98 @@ impl TryFrom<RawConvertOptions> for ConvertOptions {
                 return Err(SpecError("channels must be 1 or 2".into()));
             }
         }
-        if let Some(bitrate) = raw.bitrate {
-            if raw.format != AudioFormat::Mp3 {
-                return Err(SpecError(format!(
-                    "bitrate applies to mp3 only; {} is lossless",
-                    raw.format.extension()
-                )));
+        if raw.channel.is_some_and(|c| c >= 64) {
+            return Err(SpecError(
+                "channel must be an input channel index (0 = first)".into(),
+            ));
+        }
+        match (format, raw.bitrate, raw.quality) {
+            (_, Some(_), Some(_)) => {
+                return Err(SpecError(
+                    "give bitrate (CBR) or quality (VBR), not both".into(),
+                ))
             }
-            if !MP3_BITRATES.contains(&bitrate) {
+            (AudioFormat::Mp3, Some(b), None) if !MP3_BITRATES.contains(&b) => {
                 return Err(SpecError(format!(
-                    "bitrate {bitrate} is not an MP3 bit rate; expected one of {MP3_BITRATES:?} (kbit/s)"
-                )));
+                    "bitrate {b} is not an MP3 bit rate; expected one of {MP3_BITRATES:?} (kbit/s)"
+                )))
+            }
+            (AudioFormat::Mp3, None, Some(q)) if q > 9 => {
+                return Err(SpecError("quality must be 0 (best) to 9 for mp3".into()))
+            }
+            (AudioFormat::Opus, Some(b), None) if !OPUS_BITRATES.contains(&b) => {
+                return Err(SpecError(format!(
+                    "bitrate {b} is outside Opus's range of 6 to 510 kbit/s"
+                )))
+            }
+            (AudioFormat::Opus, None, Some(_)) => {
+                return Err(SpecError("opus takes bitrate, not quality".into()))
+            }
+            (AudioFormat::Wav | AudioFormat::Flac, Some(_), _)
+            | (AudioFormat::Wav | AudioFormat::Flac, _, Some(_)) => {
+                return Err(SpecError(format!(
+                    "bitrate and quality apply to mp3 and opus; {ext} is lossless"
+                )))
+            }
+            _ => {}
+        }
+        match (format, raw.sample_format) {
+            (AudioFormat::Wav, _) | (_, None) => {}
+            (AudioFormat::Flac, Some(SampleFormat::S16 | SampleFormat::S24)) => {}
+            (_, Some(_)) => {
+                return Err(SpecError(format!(
+                    "sample_format applies to wav (s16, s24, f32) and flac (s16, s24), not {ext}"
+                )))
             }
         }
+        in_range("start", raw.start, 0.0, 1e7)?;
+        in_range("end", raw.end, 0.0, 1e7)?;
+        if let (Some(start), Some(end)) = (raw.start, raw.end) {
+            if end <= start {
+                return Err(SpecError("end must be after start".into()));
+            }
+        }
+        in_range("gain_db", raw.gain_db, -60.0, 24.0)?;
+        in_range("fade_in", raw.fade_in, 0.0, 600.0)?;
+        in_range("fade_out", raw.fade_out, 0.0, 600.0)?;
+        if let Some(n) = raw.normalize {
+            in_range("normalize.target_lufs", Some(n.target_lufs), -70.0, -5.0)?;
+            in_range(
+                "normalize.true_peak_dbtp",
+                Some(n.true_peak_dbtp),
+                -9.0,
+                0.0,
+            )?;
+        }
+        if let Some(t) = raw.trim_silence {
+            in_range(
+                "trim_silence.threshold_db",
+                Some(t.threshold_db),
+                -96.0,
+                -20.0,
+            )?;
+        }
         Ok(ConvertOptions {
-            format: raw.format,
+            format,
             sample_rate: raw.sample_rate,
             channels: raw.channels,
+            channel: raw.channel,
             bitrate: raw.bitrate,
+            quality: raw.quality,
+            sample_format: raw.sample_format,
+            start: raw.start,
+            end: raw.end,
+            trim_silence: raw.trim_silence,
+            gain_db: raw.gain_db,
+            normalize: raw.normalize,
+            fade_in: raw.fade_in,
+            fade_out: raw.fade_out,
         })
     }
 }
+
+// Equality on f64 fields: options are compared only in tests and idempotency of parsing.
+impl Eq for ConvertOptions {}
 
 impl ConvertOptions {
     /// Options converting to `format` with everything else kept from the input.
@@ -202,8 +450,30 @@ impl ConvertOptions {
             format,
             sample_rate: None,
             channels: None,
+            channel: None,
             bitrate: None,
+            quality: None,
+            sample_format: None,
+            start: None,
+            end: None,
+            trim_silence: None,
+            gain_db: None,
+            normalize: None,
+            fade_in: None,
+            fade_out: None,
         }
+    }
+
+    /// Whether any edit (beyond format, rate and channels) is asked for.
+    pub fn has_edits(&self) -> bool {
+        self.channel.is_some()
+            || self.start.is_some()
+            || self.end.is_some()
+            || self.trim_silence.is_some()
+            || self.gain_db.is_some()
+            || self.normalize.is_some()
+            || self.fade_in.is_some()
+            || self.fade_out.is_some()
     }
 }
 
@@ -365,7 +635,10 @@ mod tests {
             ArtifactId::new()
         ))
         .unwrap();
-        assert_eq!(spec.operation, Operation::Analyze(AnalyzeOptions {}));
+        assert_eq!(
+            spec.operation,
+            Operation::Analyze(AnalyzeOptions::default())
+        );
     }
 
     #[test]
@@ -401,5 +674,54 @@ mod tests {
         for case in cases {
             assert!(parse(&case).is_err(), "accepted: {case}");
         }
+    }
+
+    #[test]
+    fn edits_and_codec_options_are_validated() {
+        let upl = UploadId::new();
+        let convert = |options: &str| {
+            parse(&format!(
+                r#"{{"operation":"convert","input":{{"upload":"{upl}"}},"options":{options}}}"#
+            ))
+        };
+        for ok in [
+            r#"{"format":"opus","bitrate":96}"#,
+            r#"{"format":"mp3","quality":2}"#,
+            r#"{"format":"wav","sample_format":"f32"}"#,
+            r#"{"format":"flac","sample_format":"s24","channel":1,"channels":2}"#,
+            r#"{"format":"wav","start":1.5,"end":3,"gain_db":-3,"fade_in":0.5,"fade_out":1}"#,
+            r#"{"format":"mp3","normalize":{"target_lufs":-14},"trim_silence":{}}"#,
+        ] {
+            assert!(convert(ok).is_ok(), "refused: {ok}: {:?}", convert(ok));
+        }
+        for bad in [
+            r#"{"format":"aac"}"#,
+            r#"{"format":"opus","sample_rate":44100}"#,
+            r#"{"format":"opus","bitrate":600}"#,
+            r#"{"format":"opus","quality":3}"#,
+            r#"{"format":"mp3","bitrate":192,"quality":2}"#,
+            r#"{"format":"mp3","quality":10}"#,
+            r#"{"format":"flac","sample_format":"f32"}"#,
+            r#"{"format":"mp3","sample_format":"s24"}"#,
+            r#"{"format":"wav","start":3,"end":1}"#,
+            r#"{"format":"wav","start":-1}"#,
+            r#"{"format":"wav","gain_db":100}"#,
+            r#"{"format":"wav","fade_in":1e9}"#,
+            r#"{"format":"wav","normalize":{"target_lufs":0}}"#,
+            r#"{"format":"wav","normalize":{"target_lufs":-23,"true_peak_dbtp":3}}"#,
+            r#"{"format":"wav","trim_silence":{"threshold_db":-5}}"#,
+            r#"{"format":"wav","channel":99}"#,
+        ] {
+            assert!(convert(bad).is_err(), "accepted: {bad}");
+        }
+        let analyze = |options: &str| {
+            parse(&format!(
+                r#"{{"operation":"analyze","input":{{"upload":"{upl}"}},"options":{options}}}"#
+            ))
+        };
+        assert!(analyze(r#"{"waveform_buckets":500,"waveform_png":true,"tempo":false}"#).is_ok());
+        assert!(analyze(r#"{"waveform_buckets":1000000}"#).is_err());
+        assert!(analyze(r#"{"waveform_buckets":0,"waveform_png":true}"#).is_err());
+        assert!(analyze(r#"{"silence_threshold_db":0}"#).is_err());
     }
 }

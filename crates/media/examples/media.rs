@@ -32,10 +32,10 @@ fn main() {
             };
             let number = |i: usize| arg(i).and_then(|v| v.parse().ok());
             let options = ConvertOptions {
-                format,
                 sample_rate: number(4),
                 channels: number(5).map(|c: u32| c as u16),
                 bitrate: number(6),
+                ..ConvertOptions::to_format(format)
             };
             audiomill_media::convert(
                 Path::new(input),

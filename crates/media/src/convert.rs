@@ -110,6 +110,11 @@ fn run(
                 bits,
             )?)
         }
+        AudioFormat::Opus => {
+            return Err(MediaError::InvalidOptions(
+                "opus output is being built and not available yet".into(),
+            ))
+        }
         AudioFormat::Mp3 => Box::new(Mp3Encoder::create(
             output,
             target.sample_rate,

@@ -464,10 +464,15 @@ fn human_duration(d: Duration) -> String {
 
 /// Content types an artifact may have: what the engine writes, nothing a browser would run.
 fn allowed_content_type(content_type: &str) -> bool {
-    const FORMATS: [AudioFormat; 3] = [AudioFormat::Wav, AudioFormat::Flac, AudioFormat::Mp3];
+    const FORMATS: [AudioFormat; 4] = [
+        AudioFormat::Wav,
+        AudioFormat::Flac,
+        AudioFormat::Mp3,
+        AudioFormat::Opus,
+    ];
     // A new format must be added above: this match stops compiling until it is.
     match AudioFormat::Wav {
-        AudioFormat::Wav | AudioFormat::Flac | AudioFormat::Mp3 => {}
+        AudioFormat::Wav | AudioFormat::Flac | AudioFormat::Mp3 | AudioFormat::Opus => {}
     }
     content_type == "application/json" || FORMATS.iter().any(|f| f.content_type() == content_type)
 }

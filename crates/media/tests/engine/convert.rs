@@ -12,10 +12,10 @@ fn options(
     kbps: Option<u32>,
 ) -> ConvertOptions {
     ConvertOptions {
-        format,
         sample_rate: rate,
         channels,
         bitrate: kbps,
+        ..ConvertOptions::to_format(format)
     }
 }
 
