@@ -38,6 +38,7 @@ use utoipa_axum::routes;
 #[openapi(
     info(title = "audiomill", description = "Self-hosted audio processing: upload, convert, analyze.", license(name = "AGPL-3.0-or-later")),
     modifiers(&SecuritySchemes),
+    components(schemas(audiomill_core::ConvertOptions, audiomill_core::AnalyzeOptions)),
     tags((name = "uploads", description = "Input files"), (name = "jobs", description = "Processing jobs"),
          (name = "files", description = "Results"), (name = "ops", description = "Health and metrics"))
 )]
