@@ -98,6 +98,12 @@ pub enum KeyCommand {
 pub struct AnalyzeArgs {
     /// The audio file.
     pub file: PathBuf,
+    /// Buckets of the waveform overview (0 for none; default 1000).
+    #[arg(long, value_name = "N")]
+    pub waveform_buckets: Option<u32>,
+    /// Skip the tempo estimate.
+    #[arg(long)]
+    pub no_tempo: bool,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,20 @@ use crate::cli::{AnalyzeArgs, ConvertArgs};
 use crate::config::Config;
 
 pub fn analyze(config: &Config, args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
-    let analysis = audiomill_media::analyze(&args.file, &config.limits, &mut |_| {})
+    // Through the same validation as the API.
+    let mut options = serde_json::json!({});
+    if let Some(buckets) = args.waveform_buckets {
+        options["waveform_buckets"] = buckets.into();
+    }
+    if args.no_tempo {
+        options["tempo"] = false.into();
+    }
+    let Operation::Analyze(options) = Operation::from_parts(OperationKind::Analyze, &options)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    else {
+        unreachable!("parsed as analyze")
+    };
+    let analysis = audiomill_media::analyze(&args.file, &options, &config.limits, &mut |_| {})
         .map_err(|e| anyhow::anyhow!("{}: {}", args.file.display(), e.public_message()))?;
     println!("{}", serde_json::to_string_pretty(&analysis)?);
     Ok(ExitCode::SUCCESS)

@@ -9,7 +9,14 @@ fn analysis_of(bytes: &[u8], ext: &str) -> audiomill_media::Analysis {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(format!("f.{ext}"));
     std::fs::write(&path, bytes).unwrap();
-    audiomill_media::analyze(&path, &audiomill_core::Limits::default(), &mut |_| {}).unwrap()
+    let options = audiomill_core::AnalyzeOptions::default();
+    audiomill_media::analyze(
+        &path,
+        &options,
+        &audiomill_core::Limits::default(),
+        &mut |_| {},
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -122,6 +129,13 @@ async fn analyze_measures_known_signals() {
     assert_eq!(r["sample_rate"], 48_000);
     assert_eq!(r["channels"], 1);
     assert!((r["duration_secs"].as_f64().unwrap() - 2.0).abs() < 1e-6);
+    // The crests of a full-scale sine are single samples: no clipping. No DC, no silence, and
+    // the default overview of 1000 buckets reaching full scale.
+    assert_eq!(r["clipped_samples"], 0, "{r}");
+    assert!(r["dc_offset"][0].as_f64().unwrap().abs() < 1e-3, "{r}");
+    assert_eq!(r["silence"], json!([]));
+    assert_eq!(r["waveform"]["buckets"], 1000);
+    assert!(r["waveform"]["max"][0][500].as_f64().unwrap() > 0.99, "{r}");
     for (result, expected) in [
         (&results[1], -23.0),
         (&results[2], -33.0),
@@ -135,6 +149,54 @@ async fn analyze_measures_known_signals() {
     }
     // A steady tone has (almost) no loudness range.
     assert!(results[1]["loudness_range_lu"].as_f64().unwrap() < 0.5);
+}
+
+#[tokio::test]
+async fn analyze_writes_a_waveform_png_when_asked() {
+    let server = TestServer::start().await;
+    let upload = server
+        .upload(wav(
+            44_100,
+            2,
+            &sine(44_100, 2, 2.0, 440.0, db(-6.0)),
+            false,
+        ))
+        .await;
+    let job = server
+        .submit(
+            json!({"operation": "analyze", "input": {"upload": upload["id"]},
+                       "options": {"waveform_buckets": 200, "waveform_png": true, "tempo": false},
+                       "output": {"name": "tone"}}),
+        )
+        .await;
+    let done = server.finish(job["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["result"]["waveform"]["buckets"], 200);
+    assert!(done["result"]["tempo_bpm"].is_null());
+    let artifacts = done["artifacts"].as_array().unwrap();
+    assert_eq!(artifacts.len(), 2, "{done}");
+    assert_eq!(artifacts[0]["content_type"], "application/json");
+    let png = &artifacts[1];
+    assert_eq!(png["content_type"], "image/png");
+    assert_eq!(png["name"], "tone.png");
+    let bytes = server.download(png["url"].as_str().unwrap()).await;
+    assert_eq!(bytes.len() as u64, png["size"].as_u64().unwrap());
+    // PNG signature, then the IHDR chunk: 1200 × 200 pixels for two channels.
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    assert_eq!((be(16), be(20)), (1200, 200));
+
+    // Without waveform_png there is only the report.
+    let job = server
+        .submit(
+            json!({"operation": "analyze", "input": {"upload": upload["id"]},
+                       "options": {"waveform_buckets": 0}}),
+        )
+        .await;
+    let done = server.finish(job["id"].as_str().unwrap()).await;
+    assert_eq!(done["artifacts"].as_array().unwrap().len(), 1, "{done}");
+    assert!(done["result"]["waveform"].is_null());
 }
 
 #[tokio::test]

@@ -20,10 +20,13 @@ fn main() {
         (Some("probe"), Some(input)) => {
             audiomill_media::probe(Path::new(input), &limits).map(|i| format!("{i:#?}"))
         }
-        (Some("analyze"), Some(input)) => {
-            audiomill_media::analyze(Path::new(input), &limits, &mut progress)
-                .map(|a| format!("{a:#?}"))
-        }
+        (Some("analyze"), Some(input)) => audiomill_media::analyze(
+            Path::new(input),
+            &Default::default(),
+            &limits,
+            &mut progress,
+        )
+        .map(|a| format!("{a:#?}")),
         (Some("convert"), Some(input)) if args.len() >= 4 => {
             let format = match args[3].as_str() {
                 "flac" => AudioFormat::Flac,

@@ -1,6 +1,17 @@
 //! Short codec names and facts about symphonia's codec types.
 
-use symphonia::core::codecs::{self, CodecParameters, CodecType};
+use symphonia::core::codecs::{self, CodecParameters, CodecRegistry, CodecType};
+
+/// Symphonia's decoders plus ours: Opus through libopus ([`crate::opus`]).
+pub(crate) fn codecs() -> &'static CodecRegistry {
+    static REGISTRY: std::sync::OnceLock<CodecRegistry> = std::sync::OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let mut registry = CodecRegistry::new();
+        symphonia::default::register_enabled_codecs(&mut registry);
+        registry.register_all::<crate::opus::OpusDecoder>();
+        registry
+    })
+}
 
 /// Bits per stored sample of uncompressed PCM; `None` for other codecs.
 pub(crate) fn pcm_bits(params: &CodecParameters) -> Option<u32> {
@@ -78,7 +89,7 @@ pub(crate) fn codec_name(params: &CodecParameters) -> String {
         codecs::CODEC_TYPE_ADPCM_IMA_WAV => "adpcm_ima_wav",
         codecs::CODEC_TYPE_ADPCM_IMA_QT => "adpcm_ima_qt",
         other => {
-            return symphonia::default::get_codecs()
+            return codecs()
                 .get_codec(other)
                 .map_or_else(|| "unknown".to_string(), |d| d.short_name.to_lowercase())
         }

@@ -2,9 +2,7 @@
 
 use crate::channels::ChannelMixer;
 use crate::decode::Decoder;
-use crate::encode::{
-    mp3_output_rate, Encoder, FlacEncoder, Mp3Encoder, WavEncoder, DEFAULT_MP3_BITRATE_KBPS,
-};
+use crate::encode::{create_encoder, output_rate, EncoderSpec};
 use crate::probe::probe;
 use crate::progress::Progress;
 use crate::resample::Resampler;
@@ -19,14 +17,14 @@ pub(crate) struct Target {
     pub channels: u16,
 }
 
-/// Output rate: the requested one, else the input's; for MP3 a rate it cannot carry becomes
-/// the nearest one it can. Output channels: the requested count, else the input's, except
-/// that MP3 (1–2 channels) gets a stereo downmix of anything wider.
+/// Output rate: the requested one, else the input's, made one the format can carry
+/// ([`output_rate`]: nearest MP3 rate, always 48 kHz for Opus). Output channels: the
+/// requested count, else the input's, except that MP3 and Opus (1–2 channels) get a stereo
+/// downmix of anything wider.
 pub(crate) fn target(options: &ConvertOptions, rate: u32, channels: u16) -> Target {
-    let mut sample_rate = options.sample_rate.unwrap_or(rate);
+    let sample_rate = output_rate(options.format, options.sample_rate.unwrap_or(rate));
     let mut out_channels = options.channels.unwrap_or(channels);
-    if options.format == AudioFormat::Mp3 {
-        sample_rate = mp3_output_rate(sample_rate);
+    if matches!(options.format, AudioFormat::Mp3 | AudioFormat::Opus) {
         out_channels = out_channels.min(2);
     }
     Target {
@@ -41,9 +39,12 @@ pub(crate) fn target(options: &ConvertOptions, rate: u32, channels: u16) -> Targ
 /// The pipeline streams: each decoded packet is channel-mapped ([`ChannelMixer`]), resampled
 /// if the rate changes ([`crate::Resampler`]) and handed to the encoder, so memory does not
 /// grow with the input's length. Samples are converted to integers by rounding, without
-/// dither. FLAC is written at 24 bits when the source has more than 16 (24/32-bit or float
-/// PCM, 24-bit FLAC/ALAC), else at 16; MP3 is CBR at `bitrate` (192 kbit/s by default,
-/// capped at 160 for the MPEG-2 rates below 32 kHz).
+/// dither. The encoder and its defaults come from [`crate::encode::create_encoder`]: WAV
+/// 16-bit unless `sample_format` says otherwise; FLAC at 24 bits when the source has more than
+/// 16 (24/32-bit or float PCM, 24-bit FLAC/ALAC), else at 16; MP3 CBR at `bitrate` (192 kbit/s
+/// by default, capped at 160 for the MPEG-2 rates below 32 kHz) or VBR at `quality`; Opus at
+/// 48 kHz and `bitrate` (128 kbit/s by default). The input's tags and cover are written where
+/// the output format holds them ([`crate::tags`]).
 pub fn convert(
     input: &Path,
     output: &Path,
@@ -90,38 +91,19 @@ fn run(
     } else {
         None
     };
-    let mut encoder: Box<dyn Encoder> = match options.format {
-        AudioFormat::Wav => Box::new(WavEncoder::create(
-            output,
-            target.sample_rate,
-            target.channels,
-        )?),
-        AudioFormat::Flac => {
-            // Keep 24 bits when the source has more than 16 (or is float, or resampled
-            // from a high-resolution source); 16 otherwise.
-            let bits = match decoder.source_bits_per_sample() {
-                Some(bits) if bits > 16 => 24,
-                _ => 16,
-            };
-            Box::new(FlacEncoder::create(
-                output,
-                target.sample_rate,
-                target.channels,
-                bits,
-            )?)
-        }
-        AudioFormat::Opus => {
-            return Err(MediaError::InvalidOptions(
-                "opus output is being built and not available yet".into(),
-            ))
-        }
-        AudioFormat::Mp3 => Box::new(Mp3Encoder::create(
-            output,
-            target.sample_rate,
-            target.channels,
-            options.bitrate.unwrap_or(DEFAULT_MP3_BITRATE_KBPS),
-        )?),
-    };
+    let mut encoder = create_encoder(
+        output,
+        &EncoderSpec {
+            format: options.format,
+            sample_rate: target.sample_rate,
+            channels: target.channels,
+            bitrate: options.bitrate,
+            quality: options.quality,
+            sample_format: options.sample_format,
+            source_bits: decoder.source_bits_per_sample(),
+            tags: decoder.tags().clone(),
+        },
+    )?;
     let mut progress = Progress::new(progress, decoder.expected_frames());
     while let Some(chunk) = decoder.next_chunk()? {
         let mixed = mixer.process(chunk);

@@ -112,6 +112,11 @@ impl Decoder {
         self.inspected.bits_per_sample
     }
 
+    /// Tags and cover art of the input (see [`crate::tags`]).
+    pub fn tags(&self) -> &crate::tags::Tags {
+        &self.inspected.tags
+    }
+
     /// Whether the source codec is lossless.
     pub fn is_lossless(&self) -> bool {
         self.inspected.lossless

@@ -2,6 +2,10 @@
 
 use audiomill_core::ErrorCode;
 
+/// The inputs the engine reads, for messages.
+const SUPPORTED_INPUTS: &str = "WAV, AIFF, CAF, FLAC, MP3, MP2, Ogg Vorbis, Opus (Ogg or \
+     WebM/MKV), MP4/M4A with AAC or ALAC, MKV/WebM";
+
 /// Why probing, analyzing or converting failed.
 ///
 /// The `Display` form (and the `detail` fields) may contain library internals and are meant
@@ -14,6 +18,9 @@ pub enum MediaError {
     UnsupportedFormat {
         /// What was recognized (or not), for the logs.
         detail: String,
+        /// What the input was found to be, in a sentence safe to show ("this is a PNG image,
+        /// not audio"), when it could be told.
+        found: Option<String>,
     },
     /// The input looks like a supported format but is broken: truncated, corrupt, or lying.
     #[error("decode failed: {detail}")]
@@ -70,6 +77,15 @@ impl MediaError {
     pub(crate) fn unsupported(detail: impl Into<String>) -> Self {
         MediaError::UnsupportedFormat {
             detail: detail.into(),
+            found: None,
+        }
+    }
+
+    /// `UnsupportedFormat` whose public message is `found`.
+    pub(crate) fn unsupported_found(detail: impl Into<String>, found: impl Into<String>) -> Self {
+        MediaError::UnsupportedFormat {
+            detail: detail.into(),
+            found: Some(found.into()),
         }
     }
 
@@ -100,9 +116,12 @@ impl MediaError {
     /// A message safe to show to clients: no paths, no library internals.
     pub fn public_message(&self) -> String {
         match self {
-            MediaError::UnsupportedFormat { .. } => "the input is not audio in a supported format \
-                 (WAV, AIFF, CAF, FLAC, MP3, Ogg Vorbis, MP4/M4A with AAC or ALAC, MKV/WebM)"
-                .into(),
+            MediaError::UnsupportedFormat {
+                found: Some(found), ..
+            } => format!("{found}; supported inputs are {SUPPORTED_INPUTS}"),
+            MediaError::UnsupportedFormat { .. } => {
+                format!("the input is not audio in a supported format ({SUPPORTED_INPUTS})")
+            }
             MediaError::DecodeFailed { .. } => {
                 "the input could not be decoded: it is truncated or corrupt".into()
             }

@@ -5,11 +5,16 @@
 //! The three operations the worker runs — [`probe()`], [`analyze()`] and [`convert()`] — and the
 //! streaming parts they are built from: [`Decoder`] (any supported input to interleaved `f32`
 //! chunks), [`ChannelMixer`], [`Resampler`], [`LoudnessMeter`] and the [`encode`] module's
-//! WAV / FLAC / MP3 encoders. Failures are [`MediaError`]s, each with a stable
+//! WAV / FLAC / MP3 / Opus encoders (built by [`encode::create_encoder`]), and the [`tags`]
+//! carried from input to output. Failures are [`MediaError`]s, each with a stable
 //! [`audiomill_core::ErrorCode`] and a message safe to show to clients.
 //!
-//! Inputs: WAV, AIFF, CAF, FLAC, MP3, Ogg Vorbis, MP4/M4A (AAC-LC, ALAC), MKV/WebM, decoded
-//! by symphonia. Outputs: 16-bit WAV, FLAC (16 or 24 bits), CBR MP3.
+//! Inputs: WAV, AIFF, CAF, FLAC, MP3, MP2/MP1, Ogg Vorbis, Opus (in Ogg or Matroska/WebM),
+//! MP4/M4A (AAC-LC, ALAC), MKV/WebM, decoded by symphonia except Opus (libopus, plugged into
+//! symphonia's codec registry: `opus.rs`). Outputs: WAV (16-bit, 24-bit or 32-bit float),
+//! FLAC (16 or 24 bits), MP3 (CBR or VBR), Ogg Opus (48 kHz). Anything else is refused as
+//! `UnsupportedFormat`, naming what it is when its signature tells ("this is a PNG image,
+//! not audio", "AC-3 (Dolby Digital) audio is not supported", "the file has no audio track").
 //!
 //! # What it must not depend on
 //! No async runtime (tokio), no HTTP, no SQL, no other audiomill crate but `audiomill-core`.
@@ -38,9 +43,25 @@
 //!   resample → encode); no stage holds more than a few thousand frames, whatever the length
 //!   (a 2-hour stereo file converts in under 10 MB RSS). The FLAC encoder writes frame by
 //!   frame and rewrites STREAMINFO at the end; the MP3 encoder fills in the LAME/Info tag at
-//!   the end; WAV sizes are patched by `hound`.
+//!   the end; WAV sizes are patched at the end; the Opus encoder pages its packets as they
+//!   come.
 //! - **Gapless MP3.** Encoder delay and padding declared in a LAME tag are trimmed on
 //!   decoding, and our MP3s carry one, so WAV → MP3 → decode keeps the exact length.
+//! - **Gapless Opus.** Opus is written by our own Ogg writer: pre-skip = libopus's lookahead,
+//!   the last page's granule position cuts the final frame's padding, so ffmpeg and our
+//!   decoder return exactly the input's length. Reading, the pre-skip from `OpusHead` is
+//!   dropped, and the end is trimmed to the last granule (Ogg) or capped at the declared
+//!   duration (Matroska: symphonia ignores `DiscardPadding`, so WebM Opus may keep up to one
+//!   frame of trailing encoder padding). libopus 1.6 comes from `opusic-sys`, built from its
+//!   bundled source with cmake and linked statically: building needs cmake, running needs
+//!   nothing.
+//! - **Tags travel, bounded.** Title, artist, album, track, date and a JPEG/PNG front cover
+//!   are read from whatever the input carries (ID3v2/ID3v1, Vorbis comments, FLAC pictures,
+//!   MP4 `ilst`, RIFF `INFO`) while the file is opened, with each text cut to 1 KiB and a
+//!   cover over 16 MiB dropped, and written in the output's own form (ID3v2.4, Vorbis
+//!   comments + `PICTURE`, `OpusTags`, `LIST`/`INFO` without cover).
+//! - **Codec and container names follow ffmpeg's:** MPEG audio elementary streams are
+//!   container `mp3` whatever the layer, with codec `mp1`, `mp2` or `mp3`.
 //! - **Symphonia 0.5 quirks worked around:** AIFF length from `COMM` (its `SSND`-based count
 //!   is two frames long), Matroska durations converted from the track time base (they are in
 //!   milliseconds, not frames), truncated small Ogg files reopened as a stream, and rubato's
@@ -48,6 +69,19 @@
 //! - **Loudness** is `ebur128` (a port of libebur128; matches ffmpeg's `ebur128` filter within
 //!   0.05 LU on our test signal); RMS and sample peak are computed alongside in `f64`. dB
 //!   figures of digital silence are `None`, not −∞, because JSON has no infinity.
+//! - **[`analyze()`] measures everything in its one decoding pass**, in memory that depends on
+//!   the options, not the length, except the tempo envelope (4 bytes per 10 ms: 2.9 MB for
+//!   2 hours). Definitions: *clipped samples* are samples in runs of ≥ 2 consecutive samples
+//!   of one channel, same sign, at |x| ≥ 0.9999 (a flat top; a lone full-scale crest is not
+//!   clipping); *DC offset* is each channel's mean; *silence* is a run of consecutive 10 ms
+//!   windows in which every channel's RMS is under the threshold, lasting at least the
+//!   minimum (boundaries on the 10 ms grid; the first 10000 runs); the *waveform* cuts the
+//!   length the headers promise into equal buckets (frames past it go to the last bucket,
+//!   buckets past a shorter stream are 0) with min/max rounded to 1e-4; the *tempo* is the
+//!   autocorrelation of a spectral-flux onset envelope (~100 frames/s) over 40-220 BPM with
+//!   a preference for 120 BPM, refined to well under 1 BPM, with a confidence from the peak's
+//!   prominence (method and octave rule in [`tempo`]). [`render_waveform_png`] draws the
+//!   overview (one lane per channel, transparent background) with the pure-Rust `png` crate.
 
 pub mod analyze;
 pub mod channels;
@@ -57,18 +91,26 @@ pub mod decode;
 pub mod encode;
 pub mod error;
 mod iff;
+mod isobmff;
+pub mod levels;
 pub mod loudness;
 mod open;
+mod opus;
 pub mod probe;
 mod progress;
 pub mod resample;
 mod sniff;
+pub mod tags;
+pub mod tempo;
+pub mod waveform;
 
 pub use analyze::{analyze, Analysis};
 pub use channels::ChannelMixer;
 pub use convert::convert;
 pub use decode::Decoder;
 pub use error::MediaError;
+pub use levels::Segment;
 pub use loudness::{Levels, LoudnessMeter};
 pub use probe::probe;
 pub use resample::Resampler;
+pub use waveform::{render_waveform_png, Waveform};

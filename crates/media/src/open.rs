@@ -3,7 +3,9 @@
 
 use crate::codec::codec_name;
 use crate::iff::{check_iff_chunks, PatchedFile};
-use crate::sniff::sniff;
+use crate::isobmff::check_mp4_boxes;
+use crate::sniff::{describe, sniff};
+use crate::tags::Tags;
 use crate::MediaError;
 use std::fs::File;
 use std::panic::AssertUnwindSafe;
@@ -59,6 +61,9 @@ pub(crate) struct OpenTrack {
     pub file_len: u64,
     /// Frames a header outside symphonia's view declares (AIFF `COMM`), to cap decoding at.
     pub declared_frames: Option<u64>,
+    /// Tags and cover art the container (or an ID3 tag) carries, within the limits of
+    /// [`crate::tags`].
+    pub tags: Tags,
 }
 
 /// Opens `path`, recognizes its container by content and picks its audio track.
@@ -74,14 +79,36 @@ pub(crate) fn open_track(path: &Path) -> Result<OpenTrack, MediaError> {
     if file_len == 0 {
         return Err(MediaError::unsupported("empty file"));
     }
-    let container = sniff(&mut file, file_len)?
-        .ok_or_else(|| MediaError::unsupported("no known container signature"))?;
+    let container = match sniff(&mut file, file_len)? {
+        Some(container) => container,
+        None => {
+            let detail = "no known container signature";
+            return Err(match describe(&mut file, file_len)? {
+                Some(found) => MediaError::unsupported_found(detail, found),
+                None => MediaError::unsupported(detail),
+            });
+        }
+    };
     let layout = if container == "wav" || container == "aiff" {
         check_iff_chunks(&mut file, file_len, container)?
     } else {
         Default::default()
     };
+    if container == "mp4" {
+        // Symphonia sizes allocations from unchecked MP4 table counts: an absurd one would
+        // abort the process (found by fuzzing; see isobmff.rs).
+        check_mp4_boxes(&mut file, file_len)?;
+    }
     let io = |e| MediaError::io("reading the input", e);
+    // ID3v1 sits at the very end of MPEG audio files, where symphonia does not look.
+    let id3v1 = if container == "mp3" && file_len >= 128 {
+        let mut tail = [0u8; 128];
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::End(-128)).map_err(io)?;
+        std::io::Read::read_exact(&mut file, &mut tail).map_err(io)?;
+        crate::tags::id3v1(&tail)
+    } else {
+        Tags::default()
+    };
     std::io::Seek::rewind(&mut file).map_err(io)?;
     let retry = if container == "ogg" {
         Some(file.try_clone().map_err(io)?)
@@ -103,8 +130,19 @@ pub(crate) fn open_track(path: &Path) -> Result<OpenTrack, MediaError> {
         }
         (result, _) => result?,
     };
-    let format = probed.format;
-    let codecs = symphonia::default::get_codecs();
+    let mut format = probed.format;
+    // Tags: the container's own first, then what the probe found ahead of it (ID3v2), then
+    // ID3v1; each source only fills the fields still empty.
+    let mut tags = Tags::default();
+    if let Some(revision) = format.metadata().current() {
+        tags.merge_revision(revision);
+    }
+    let mut probed_metadata = probed.metadata;
+    if let Some(revision) = probed_metadata.get().as_ref().and_then(|m| m.current()) {
+        tags.merge_revision(revision);
+    }
+    tags.fill_from(id3v1);
+    let codecs = crate::codec::codecs();
     let playable = |params: &CodecParameters| {
         params.codec != codecs::CODEC_TYPE_NULL && codecs.get_codec(params.codec).is_some()
     };
@@ -112,13 +150,7 @@ pub(crate) fn open_track(path: &Path) -> Result<OpenTrack, MediaError> {
         .default_track()
         .filter(|t| playable(&t.codec_params))
         .or_else(|| format.tracks().iter().find(|t| playable(&t.codec_params)))
-        .ok_or_else(|| match format.tracks().first() {
-            Some(t) => MediaError::unsupported(format!(
-                "{container}: codec {} has no decoder",
-                codec_name(&t.codec_params)
-            )),
-            None => MediaError::unsupported(format!("{container}: no audio track")),
-        })?;
+        .ok_or_else(|| no_playable_track(container, format.tracks()))?;
     let (track_id, params) = (track.id, track.codec_params.clone());
     Ok(OpenTrack {
         format,
@@ -127,7 +159,47 @@ pub(crate) fn open_track(path: &Path) -> Result<OpenTrack, MediaError> {
         container,
         file_len,
         declared_frames: layout.declared_frames,
+        tags,
     })
+}
+
+/// Why a container has nothing to decode: no audio track (a video or an image), or audio in a
+/// codec the engine does not decode.
+fn no_playable_track(container: &str, tracks: &[symphonia::core::formats::Track]) -> MediaError {
+    // Demuxers fill in a sample rate for audio tracks only.
+    let Some(audio) = tracks.iter().find(|t| t.codec_params.sample_rate.is_some()) else {
+        return MediaError::unsupported_found(
+            format!("{container}: no audio track"),
+            "the file has no audio track",
+        );
+    };
+    let params = &audio.codec_params;
+    let name = match params.codec {
+        codecs::CODEC_TYPE_EAC3 => Some("E-AC-3 (Dolby Digital Plus)"),
+        codecs::CODEC_TYPE_AC4 => Some("AC-4"),
+        codecs::CODEC_TYPE_DCA => Some("DTS"),
+        codecs::CODEC_TYPE_WMA => Some("WMA"),
+        codecs::CODEC_TYPE_SPEEX => Some("Speex"),
+        codecs::CODEC_TYPE_MUSEPACK => Some("Musepack"),
+        codecs::CODEC_TYPE_WAVPACK => Some("WavPack"),
+        codecs::CODEC_TYPE_MONKEYS_AUDIO => Some("Monkey's Audio"),
+        codecs::CODEC_TYPE_TTA => Some("TTA"),
+        codecs::CODEC_TYPE_ATRAC1
+        | codecs::CODEC_TYPE_ATRAC3
+        | codecs::CODEC_TYPE_ATRAC3PLUS
+        | codecs::CODEC_TYPE_ATRAC9 => Some("ATRAC"),
+        _ => None,
+    };
+    let detail = format!("{container}: codec {} has no decoder", codec_name(params));
+    match name {
+        Some(name) => {
+            MediaError::unsupported_found(detail, format!("{name} audio is not supported"))
+        }
+        None => MediaError::unsupported_found(
+            detail,
+            format!("the audio codec in this {container} file is not supported"),
+        ),
+    }
 }
 
 /// Runs symphonia's probe, with no extension or MIME hint: the content alone decides.
@@ -160,7 +232,7 @@ pub(crate) fn make_decoder(
     params: &CodecParameters,
 ) -> Result<Box<dyn codecs::Decoder>, MediaError> {
     guarded("decoder setup", || {
-        symphonia::default::get_codecs().make(params, &DecoderOptions::default())
+        crate::codec::codecs().make(params, &DecoderOptions::default())
     })?
     .map_err(sym_error)
 }

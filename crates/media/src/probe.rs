@@ -24,6 +24,8 @@ pub(crate) struct Inspected {
     pub frames: u64,
     /// Frames never to decode past (a declared count symphonia does not apply itself).
     pub frame_cap: Option<u64>,
+    /// Tags and cover art.
+    pub tags: crate::tags::Tags,
 }
 
 /// Probes `path` and checks it against `limits`.
@@ -78,6 +80,7 @@ pub(crate) fn inspect(path: &Path, limits: &Limits) -> Result<Inspected, MediaEr
             sample_rate,
         )?,
     };
+    let (frames, frame_cap) = opus_frames(path, &track, &params, frames)?;
     let duration_secs = frames as f64 / f64::from(sample_rate);
     if frames > max_frames {
         return Err(MediaError::InputTooLong {
@@ -114,8 +117,51 @@ pub(crate) fn inspect(path: &Path, limits: &Limits) -> Result<Inspected, MediaEr
         bits_per_sample: params.bits_per_sample.filter(|_| lossless),
         lossless,
         frames,
-        frame_cap: track.declared_frames,
+        frame_cap,
+        tags: std::mem::take(&mut track.tags),
     })
+}
+
+/// Frames of an Opus track and the cap to decode it to; other codecs pass through.
+///
+/// Ogg counts granule positions, which include the pre-skip the decoder drops (the demuxer
+/// trims the end itself). Matroska declares a duration that covers the last packet whole,
+/// and symphonia ignores the `DiscardPadding` that says how much of it is encoder padding:
+/// when the last block has one, the true length is counted from the packets (demuxed, not
+/// decoded) less pre-skip and padding; otherwise the declared duration is the cap.
+fn opus_frames(
+    path: &Path,
+    track: &OpenTrack,
+    params: &CodecParameters,
+    frames: u64,
+) -> Result<(u64, Option<u64>), MediaError> {
+    let cap = track.declared_frames;
+    let Some(pre_skip) = crate::opus::pre_skip(params) else {
+        return Ok((frames, cap));
+    };
+    if track.container == "ogg" {
+        return Ok((frames.saturating_sub(pre_skip), cap));
+    }
+    if let Some(padding) = crate::opus::matroska_discard_padding(path, u64::from(track.track_id)) {
+        let mut counted = open_track(path)?;
+        let mut total = 0u64;
+        loop {
+            match guarded("demuxer", || counted.format.next_packet())? {
+                Ok(packet) if packet.track_id() == counted.track_id => {
+                    let samples = opus::packet::get_nb_samples(&packet.data, 48_000);
+                    total = total.saturating_add(samples.map_or(0, |n| n as u64));
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        let exact = total.saturating_sub(pre_skip + padding);
+        // Only trust the count when it agrees with the declared duration to a packet.
+        if exact.abs_diff(frames) <= 5760 {
+            return Ok((exact, Some(exact)));
+        }
+    }
+    Ok((frames, Some(cap.map_or(frames, |cap| cap.min(frames)))))
 }
 
 /// The most frames an input may have under `limits`.

@@ -80,10 +80,111 @@ pub(crate) fn sniff_bytes(head: &[u8], after_id3: bool) -> Option<&'static str> 
     for start in 0..limit.min(head.len()) {
         let needed = if start == 0 { 2 } else { 3 };
         if chained_frames(head, start, needed, mpeg_frame_len) {
+            // Layers I, II and III alike: "mp3" is ffmpeg's name for the MPEG audio
+            // elementary stream; the codec (mp1, mp2, mp3) tells the layer.
             return Some("mp3");
         }
         if chained_frames(head, start, needed, adts_frame_len) {
             return Some("aac");
+        }
+    }
+    None
+}
+
+/// What a file the engine does not read appears to be, from its leading bytes, as a sentence
+/// safe to show to the client; `None` when nothing is recognized.
+pub(crate) fn describe<R: Read + Seek>(
+    file: &mut R,
+    file_len: u64,
+) -> Result<Option<&'static str>, MediaError> {
+    let io = |e| MediaError::io("reading the input", e);
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    let mut head = Vec::with_capacity(1024);
+    file.by_ref()
+        .take(1024.min(file_len))
+        .read_to_end(&mut head)
+        .map_err(io)?;
+    Ok(describe_bytes(&head))
+}
+
+/// [`describe`] on the leading bytes.
+pub(crate) fn describe_bytes(head: &[u8]) -> Option<&'static str> {
+    const SIGNATURES: &[(&[u8], &str)] = &[
+        (b"\x89PNG\r\n\x1a\n", "this is a PNG image, not audio"),
+        (&[0xff, 0xd8, 0xff], "this is a JPEG image, not audio"),
+        (b"GIF87a", "this is a GIF image, not audio"),
+        (b"GIF89a", "this is a GIF image, not audio"),
+        (b"%PDF-", "this is a PDF document, not audio"),
+        (
+            b"MThd",
+            "this is a MIDI file (notes, not recorded sound): MIDI is not supported",
+        ),
+        (
+            b"PK\x03\x04",
+            "this is a ZIP archive (or an office document), not audio",
+        ),
+        (b"\x1f\x8b", "this is a gzip archive, not audio"),
+        (b"7z\xbc\xaf\x27\x1c", "this is a 7-Zip archive, not audio"),
+        (b"Rar!", "this is a RAR archive, not audio"),
+        (b"\x7fELF", "this is a program, not audio"),
+        (&[0x0b, 0x77], "AC-3 (Dolby Digital) audio is not supported"),
+        (&[0x77, 0x0b], "AC-3 (Dolby Digital) audio is not supported"),
+        (&[0x7f, 0xfe, 0x80, 0x01], "DTS audio is not supported"),
+        (&[0xfe, 0x7f, 0x01, 0x80], "DTS audio is not supported"),
+        (&[0x1f, 0xff, 0xe8, 0x00], "DTS audio is not supported"),
+        (
+            &[0x30, 0x26, 0xb2, 0x75, 0x8e, 0x66, 0xcf, 0x11],
+            "Windows Media (WMA/ASF) files are not supported",
+        ),
+        (b"#!AMR", "AMR audio is not supported"),
+        (b"MAC ", "Monkey's Audio (APE) is not supported"),
+        (b"wvpk", "WavPack audio is not supported"),
+        (b"TTA1", "TTA audio is not supported"),
+        (b"MPCK", "Musepack audio is not supported"),
+        (b"MP+", "Musepack audio is not supported"),
+        (b".RMF", "RealMedia files are not supported"),
+        (b".ra\xfd", "RealAudio files are not supported"),
+        (b"FLV", "Flash video (FLV) files are not supported"),
+        (
+            b"#EXTM3U",
+            "this is a playlist, not audio: upload the audio file itself",
+        ),
+        (
+            b"[playlist]",
+            "this is a playlist, not audio: upload the audio file itself",
+        ),
+        (
+            &[0x00, 0x00, 0x01, 0xba],
+            "MPEG program streams (MPG/VOB) are not supported",
+        ),
+    ];
+    if let Some((_, what)) = SIGNATURES.iter().find(|(magic, _)| head.starts_with(magic)) {
+        if head.starts_with(&[0x0b, 0x77]) && head.get(5).is_some_and(|b| b >> 3 > 10) {
+            return Some("E-AC-3 (Dolby Digital Plus) audio is not supported");
+        }
+        return Some(what);
+    }
+    match (head.get(..4), head.get(8..12)) {
+        (Some(b"RIFF"), Some(b"WEBP")) => return Some("this is a WebP image, not audio"),
+        (Some(b"RIFF"), Some(b"AVI ")) => return Some("AVI files are not supported"),
+        _ => {}
+    }
+    if head.len() >= 189 && head[0] == 0x47 && head[188] == 0x47 {
+        return Some("MPEG transport streams are not supported");
+    }
+    // Text: no control bytes other than whitespace, and valid UTF-8 (a cut last character
+    // allowed).
+    let text = match std::str::from_utf8(head) {
+        Ok(text) => Some(text),
+        Err(e) if e.error_len().is_none() => std::str::from_utf8(&head[..e.valid_up_to()]).ok(),
+        Err(_) => None,
+    };
+    if let Some(text) = text.filter(|t| !t.is_empty()) {
+        if text
+            .chars()
+            .all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t' | '\x0c'))
+        {
+            return Some("this is a text file, not audio");
         }
     }
     None
@@ -209,5 +310,52 @@ mod tests {
         let mut lone = vec![0u8; 2000];
         lone[..4].copy_from_slice(&header);
         assert_eq!(sniff_bytes(&lone, false), None);
+    }
+
+    #[test]
+    fn describes_what_is_not_audio() {
+        assert_eq!(
+            describe_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"),
+            Some("this is a PNG image, not audio")
+        );
+        assert_eq!(
+            describe_bytes(b"%PDF-1.7\n"),
+            Some("this is a PDF document, not audio")
+        );
+        assert!(describe_bytes(b"MThd\0\0\0\x06").unwrap().contains("MIDI"));
+        assert!(describe_bytes(&[0x0b, 0x77, 0, 0, 0, 0x40])
+            .unwrap()
+            .starts_with("AC-3"));
+        assert!(describe_bytes(&[0x0b, 0x77, 0, 0, 0, 0x80])
+            .unwrap()
+            .starts_with("E-AC-3"));
+        assert_eq!(
+            describe_bytes("hello, wörld\n".as_bytes()),
+            Some("this is a text file, not audio")
+        );
+        assert_eq!(describe_bytes(&[0x00, 0x13, 0x99, 0xfe]), None);
+        assert_eq!(describe_bytes(b""), None);
+    }
+
+    #[test]
+    fn mpeg_layers_i_and_ii_are_recognized() {
+        // MPEG-1 layer II, 192 kbit/s, 48 kHz: 576-byte frames.
+        let header = [0xff, 0xfd, 0xa4, 0x00];
+        let len = mpeg_frame_len(&header).unwrap().0;
+        assert_eq!(len, 576);
+        let mut data = vec![0u8; len * 3];
+        for i in 0..3 {
+            data[i * len..i * len + 4].copy_from_slice(&header);
+        }
+        assert_eq!(sniff_bytes(&data, false), Some("mp3"));
+        // MPEG-1 layer I, 384 kbit/s, 48 kHz: 384-byte frames.
+        let header = [0xff, 0xff, 0xc4, 0x00];
+        let len = mpeg_frame_len(&header).unwrap().0;
+        assert_eq!(len, 384);
+        let mut data = vec![0u8; len * 3];
+        for i in 0..3 {
+            data[i * len..i * len + 4].copy_from_slice(&header);
+        }
+        assert_eq!(sniff_bytes(&data, false), Some("mp3"));
     }
 }

@@ -16,6 +16,11 @@ use std::time::{Duration, Instant};
 const MAX_TASK_BYTES: u64 = 1 << 20;
 /// At most this often a progress line (plus one whenever the fraction reaches 1).
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+/// Largest analysis (as compact JSON) sent whole as the job's result. Past it (a waveform of
+/// tens of thousands of buckets) the result's `waveform` is null and only `analysis.json` has
+/// it: the result travels in one protocol line of at most `MAX_LINE_BYTES` (1 MiB).
+const MAX_INLINE_RESULT_BYTES: usize = 256 * 1024;
+const _: () = assert!(MAX_INLINE_RESULT_BYTES < crate::protocol::MAX_LINE_BYTES / 2);
 
 /// Exit codes of the child besides success; the parent treats them all as a crash.
 const EXIT_BAD_TASK: u8 = 2;
@@ -130,22 +135,47 @@ pub(crate) fn run_task(
                 audio_seconds: info.duration_secs.unwrap_or(0.0),
             })
         }
-        Operation::Analyze(_) => {
-            let analysis = audiomill_media::analyze(&task.input, &task.limits, progress)
+        Operation::Analyze(options) => {
+            let analysis = audiomill_media::analyze(&task.input, &options, &task.limits, progress)
                 .map_err(engine_error)?;
-            let result = serde_json::to_value(&analysis).map_err(|e| internal("result", &e))?;
-            let file = "analysis.json".to_owned();
-            let mut bytes =
-                serde_json::to_vec_pretty(&result).map_err(|e| internal("result", &e))?;
+            // The JSON text, not `to_value`: f32 waveform values print short from the text.
+            let compact = serde_json::to_vec(&analysis).map_err(|e| internal("result", &e))?;
+            let mut result: serde_json::Value =
+                serde_json::from_slice(&compact).map_err(|e| internal("result", &e))?;
+            let large = compact.len() > MAX_INLINE_RESULT_BYTES;
+            let mut bytes = if large {
+                compact
+            } else {
+                serde_json::to_vec_pretty(&result).map_err(|e| internal("result", &e))?
+            };
             bytes.push(b'\n');
+            let file = "analysis.json".to_owned();
             std::fs::write(task.output_dir.join(&file), bytes)
                 .map_err(|e| internal("writing the report", &e))?;
-            Ok(ChildMessage::Succeeded {
-                artifacts: vec![ChildArtifact {
+            if large {
+                // The overview stays in the file; the job's result line must stay small.
+                result["waveform"] = serde_json::Value::Null;
+            }
+            let mut artifacts = vec![ChildArtifact {
+                file,
+                name: download_name(&task.output_name, "json"),
+                content_type: "application/json".into(),
+            }];
+            if let (true, Some(waveform)) = (options.waveform_png, &analysis.waveform) {
+                let (width, height) =
+                    audiomill_media::waveform::default_png_size(waveform.channels);
+                let png = audiomill_media::render_waveform_png(waveform, width, height);
+                let file = "waveform.png".to_owned();
+                std::fs::write(task.output_dir.join(&file), png)
+                    .map_err(|e| internal("writing the waveform", &e))?;
+                artifacts.push(ChildArtifact {
                     file,
-                    name: download_name(&task.output_name, "json"),
-                    content_type: "application/json".into(),
-                }],
+                    name: download_name(&task.output_name, "png"),
+                    content_type: "image/png".into(),
+                });
+            }
+            Ok(ChildMessage::Succeeded {
+                artifacts,
                 result: Some(result),
                 audio_seconds: analysis.duration_secs,
             })
@@ -329,6 +359,66 @@ mod engine_tests {
         assert_eq!(written["sample_rate"], 8000);
         let lufs = written["integrated_lufs"].as_f64().unwrap();
         assert!((lufs - result["integrated_lufs"].as_f64().unwrap()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn analyzes_with_a_waveform_png() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = serde_json::json!({"waveform_buckets": 100, "waveform_png": true});
+        let task = task_in(dir.path(), OperationKind::Analyze, options);
+        let message = run_task(&task, &mut |_| {}).unwrap();
+        let ChildMessage::Succeeded {
+            artifacts, result, ..
+        } = message
+        else {
+            panic!("{message:?}")
+        };
+        assert_eq!(artifacts.len(), 2);
+        assert_eq!(
+            artifacts[1],
+            ChildArtifact {
+                file: "waveform.png".into(),
+                name: "tone.png".into(),
+                content_type: "image/png".into(),
+            }
+        );
+        let png = std::fs::read(dir.path().join("out/waveform.png")).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        let result = result.unwrap();
+        assert_eq!(result["waveform"]["buckets"], 100);
+        // Values travel as their short decimal form, not as widened f32.
+        let text = serde_json::to_string(&result["waveform"]["max"]).unwrap();
+        let numbers = text.split(['[', ']', ',']).filter(|n| !n.is_empty());
+        assert!(numbers.clone().all(|n| n.len() <= 7), "{text}");
+        assert!(numbers.clone().any(|n| n.starts_with("0.24")), "{text}");
+    }
+
+    #[test]
+    fn a_large_waveform_stays_out_of_the_result_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = serde_json::json!({"waveform_buckets": 100_000});
+        let task = task_in(dir.path(), OperationKind::Analyze, options);
+        let message = run_task(&task, &mut |_| {}).unwrap();
+        let line = serde_json::to_string(&message).unwrap();
+        assert!(
+            line.len() < crate::protocol::MAX_LINE_BYTES,
+            "{}",
+            line.len()
+        );
+        let ChildMessage::Succeeded { result, .. } = message else {
+            panic!("{message:?}")
+        };
+        let result = result.unwrap();
+        assert!(result["waveform"].is_null());
+        assert!(result["integrated_lufs"].is_number());
+        let written: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("out/analysis.json")).unwrap())
+                .unwrap();
+        assert_eq!(written["waveform"]["buckets"], 100_000);
+        assert_eq!(
+            written["waveform"]["max"][0].as_array().unwrap().len(),
+            100_000
+        );
     }
 
     #[test]

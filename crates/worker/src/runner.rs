@@ -474,7 +474,9 @@ fn allowed_content_type(content_type: &str) -> bool {
     match AudioFormat::Wav {
         AudioFormat::Wav | AudioFormat::Flac | AudioFormat::Mp3 | AudioFormat::Opus => {}
     }
-    content_type == "application/json" || FORMATS.iter().any(|f| f.content_type() == content_type)
+    // JSON reports and PNG waveforms of `analyze`.
+    const OTHERS: [&str; 2] = ["application/json", "image/png"];
+    OTHERS.contains(&content_type) || FORMATS.iter().any(|f| f.content_type() == content_type)
 }
 
 /// A plain file name: no directories, not `.`/`..`.
@@ -858,9 +860,16 @@ mod tests {
         for bad in ["", ".hidden", "a/b.mp3", "a\"b", "a\r\nb", &"x".repeat(121)] {
             assert!(!valid_download_name(bad), "{bad:?}");
         }
-        for ok in ["audio/wav", "audio/flac", "audio/mpeg", "application/json"] {
+        for ok in [
+            "audio/wav",
+            "audio/flac",
+            "audio/mpeg",
+            "application/json",
+            "image/png",
+        ] {
             assert!(allowed_content_type(ok));
         }
         assert!(!allowed_content_type("text/html"));
+        assert!(!allowed_content_type("image/svg+xml"));
     }
 }

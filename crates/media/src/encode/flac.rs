@@ -2,9 +2,11 @@
 //!
 //! flacenc's convenience API encodes a whole in-memory source; to stream, this encoder fills
 //! one block, encodes it as a frame and writes it out, then rewrites the STREAMINFO block at
-//! the start of the file (sizes, sample count, MD5) once the stream is complete.
+//! the start of the file (sizes, sample count, MD5) once the stream is complete. Tags follow
+//! STREAMINFO as a `VORBIS_COMMENT` block and the cover as a `PICTURE` block.
 
 use super::{to_int, write_error, Encoder};
+use crate::tags::{flac_picture, vorbis_comment_block, Tags};
 use crate::MediaError;
 use flacenc::bitsink::MemSink;
 use flacenc::component::{BitRepr, StreamInfo};
@@ -16,6 +18,8 @@ use std::path::Path;
 
 /// Frames per FLAC block (the reference encoder's default at 44.1/48 kHz).
 const BLOCK_SIZE: usize = 4096;
+/// Largest metadata block body (24-bit length).
+const MAX_BLOCK_BYTES: usize = (1 << 24) - 1;
 
 /// Writes FLAC at 16 or 24 bits per sample.
 pub struct FlacEncoder {
@@ -29,6 +33,8 @@ pub struct FlacEncoder {
     block: Vec<i32>,
     frame_number: usize,
     sink: MemSink<u8>,
+    /// Whether metadata blocks follow STREAMINFO (which then is not the last one).
+    more_blocks: bool,
 }
 
 impl std::fmt::Debug for FlacEncoder {
@@ -46,12 +52,13 @@ fn flac_error(e: impl std::fmt::Display) -> MediaError {
 
 impl FlacEncoder {
     /// Creates `path` for `channels` channels (1 to 8) at `sample_rate` Hz with `bits` (16 or
-    /// 24) bits per sample.
+    /// 24) bits per sample, and `tags` in its metadata.
     pub fn create(
         path: &Path,
         sample_rate: u32,
         channels: u16,
         bits: u32,
+        tags: &Tags,
     ) -> Result<Self, MediaError> {
         let channels = usize::from(channels);
         if !(1..=8).contains(&channels) {
@@ -85,17 +92,42 @@ impl FlacEncoder {
             block: Vec::with_capacity(BLOCK_SIZE * channels),
             frame_number: 0,
             sink: MemSink::new(),
+            more_blocks: false,
         };
-        // Placeholder header, rewritten by `finish`.
+        let mut blocks: Vec<(u8, Vec<u8>)> = Vec::new();
+        if !tags.is_empty() {
+            blocks.push((4, vorbis_comment_block("audiomill", tags, &[])));
+        }
+        if let Some(cover) = &tags.cover {
+            let picture = flac_picture(cover);
+            if picture.len() <= MAX_BLOCK_BYTES {
+                blocks.push((6, picture));
+            } else {
+                tracing::warn!(bytes = picture.len(), "cover too large for a FLAC block");
+            }
+        }
+        encoder.more_blocks = !blocks.is_empty();
+        // Placeholder STREAMINFO, rewritten by `finish`.
         encoder.write_header()?;
+        let count = blocks.len();
+        for (i, (kind, body)) in blocks.into_iter().enumerate() {
+            let last = if i + 1 == count { 0x80 } else { 0 };
+            let len = (body.len() as u32).to_be_bytes();
+            encoder
+                .out
+                .write_all(&[last | kind, len[1], len[2], len[3]])
+                .map_err(write_error)?;
+            encoder.out.write_all(&body).map_err(write_error)?;
+        }
         Ok(encoder)
     }
 
     fn write_header(&mut self) -> Result<(), MediaError> {
         let mut header = Vec::with_capacity(42);
         header.extend_from_slice(b"fLaC");
-        // Metadata block header: last block, type 0 (STREAMINFO), 34 bytes.
-        header.extend_from_slice(&[0x80, 0, 0, 34]);
+        // Metadata block header: type 0 (STREAMINFO), 34 bytes, last unless tags follow.
+        let last = if self.more_blocks { 0 } else { 0x80 };
+        header.extend_from_slice(&[last, 0, 0, 34]);
         self.sink.clear();
         self.stream_info.write(&mut self.sink).map_err(flac_error)?;
         header.extend_from_slice(self.sink.as_slice());

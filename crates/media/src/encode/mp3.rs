@@ -1,8 +1,11 @@
-//! MP3 through LAME (`mp3lame-encoder`, which builds LAME from source): constant bit rate,
-//! LAME quality 5 ("good", LAME's own default speed/quality trade-off), with a LAME/Info tag
-//! so decoders know the exact length and the encoder delay to trim (gapless playback).
+//! MP3 through LAME (`mp3lame-encoder`, which builds LAME from source): constant bit rate, or
+//! VBR (LAME's default `mtrh` mode, `-V 0` to `-V 9`), LAME algorithm quality 5 ("good", LAME's
+//! own default speed/quality trade-off), with a LAME/Info (VBR: Xing) tag so decoders know the
+//! exact length and the encoder delay to trim (gapless playback). Tags and the cover go in an
+//! ID3v2.4 tag ahead of the audio.
 
 use super::{write_error, Encoder};
+use crate::tags::{id3v2, Tags};
 use crate::MediaError;
 use audiomill_core::operation::MP3_SAMPLE_RATES;
 use mp3lame_encoder::{Builder, FlushGap, InterleavedPcm, Mode, MonoPcm, Quality};
@@ -29,10 +32,21 @@ pub fn mp3_output_rate(rate: u32) -> u32 {
         .unwrap_or(44_100)
 }
 
-/// Writes CBR MP3.
+/// How the bit rate is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mp3Rate {
+    /// Constant bit rate, in kbit/s.
+    Cbr(u32),
+    /// Variable bit rate at LAME VBR quality 0 (best, largest) to 9.
+    Vbr(u8),
+}
+
+/// Writes MP3.
 pub struct Mp3Encoder {
     lame: mp3lame_encoder::Encoder,
     out: BufWriter<File>,
+    /// Where the audio (and the LAME tag frame) starts, after the ID3v2 tag.
+    audio_start: u64,
     channels: usize,
     buffer: Vec<u8>,
     clipped: Vec<f32>,
@@ -51,13 +65,15 @@ fn lame_error(e: impl std::fmt::Debug) -> MediaError {
 }
 
 impl Mp3Encoder {
-    /// Creates `path` for 1 or 2 channels at `sample_rate` Hz (one of the MP3 rates) and
-    /// `kbps` kbit/s (capped at 160 for the MPEG-2 rates below 32 kHz).
+    /// Creates `path` for 1 or 2 channels at `sample_rate` Hz (one of the MP3 rates), at
+    /// `rate` (CBR bit rates are capped at 160 kbit/s for the MPEG-2 rates below 32 kHz),
+    /// with `tags` in an ID3v2.4 tag.
     pub fn create(
         path: &Path,
         sample_rate: u32,
         channels: u16,
-        kbps: u32,
+        rate: Mp3Rate,
+        tags: &Tags,
     ) -> Result<Self, MediaError> {
         if !(1..=2).contains(&channels) {
             return Err(MediaError::InvalidOptions(format!(
@@ -69,11 +85,6 @@ impl Mp3Encoder {
                 "MP3 cannot be written at {sample_rate} Hz"
             )));
         }
-        let kbps = if sample_rate < 32_000 {
-            kbps.min(MPEG2_MAX_KBPS)
-        } else {
-            kbps
-        };
         let mut builder = Builder::new().ok_or_else(|| lame_error("cannot allocate"))?;
         builder
             .set_num_channels(channels as u8)
@@ -91,23 +102,55 @@ impl Mp3Encoder {
             })
             .map_err(lame_error)?;
         builder.set_quality(Quality::Good).map_err(lame_error)?;
-        builder
-            .set_vbr_mode(mp3lame_encoder::VbrMode::Off)
-            .map_err(lame_error)?;
         builder.set_to_write_vbr_tag(true).map_err(lame_error)?;
-        // The wrapper's `Bitrate` enum lacks some valid rates (56 kbit/s); LAME takes any
-        // number and snaps it to the nearest legal one.
-        // SAFETY: the pointer is the builder's live LAME context, used on this thread only.
-        let status =
-            unsafe { mp3lame_encoder::ffi::lame_set_brate(builder.as_ptr(), kbps.min(320) as i32) };
-        if status != 0 {
-            return Err(lame_error(format!("bit rate {kbps} refused")));
+        match rate {
+            Mp3Rate::Cbr(kbps) => {
+                let kbps = if sample_rate < 32_000 {
+                    kbps.min(MPEG2_MAX_KBPS)
+                } else {
+                    kbps
+                };
+                builder
+                    .set_vbr_mode(mp3lame_encoder::VbrMode::Off)
+                    .map_err(lame_error)?;
+                // The wrapper's `Bitrate` enum lacks some valid rates (56 kbit/s); LAME takes
+                // any number and snaps it to the nearest legal one.
+                // SAFETY: the pointer is the builder's live LAME context, used on this thread
+                // only.
+                let status = unsafe {
+                    mp3lame_encoder::ffi::lame_set_brate(builder.as_ptr(), kbps.min(320) as i32)
+                };
+                if status != 0 {
+                    return Err(lame_error(format!("bit rate {kbps} refused")));
+                }
+            }
+            Mp3Rate::Vbr(quality) => {
+                if quality > 9 {
+                    return Err(MediaError::InvalidOptions(format!(
+                        "MP3 VBR quality is 0 to 9, not {quality}"
+                    )));
+                }
+                builder
+                    .set_vbr_mode(mp3lame_encoder::VbrMode::Mtrh)
+                    .map_err(lame_error)?;
+                // SAFETY: as above.
+                let status = unsafe {
+                    mp3lame_encoder::ffi::lame_set_VBR_q(builder.as_ptr(), i32::from(quality))
+                };
+                if status != 0 {
+                    return Err(lame_error(format!("VBR quality {quality} refused")));
+                }
+            }
         }
         let lame = builder.build().map_err(lame_error)?;
         let file = File::create(path).map_err(write_error)?;
+        let mut out = BufWriter::new(file);
+        let id3 = id3v2(tags);
+        out.write_all(&id3).map_err(write_error)?;
         Ok(Mp3Encoder {
             lame,
-            out: BufWriter::new(file),
+            out,
+            audio_start: id3.len() as u64,
             channels: usize::from(channels),
             buffer: Vec::new(),
             clipped: Vec::new(),
@@ -156,7 +199,9 @@ impl Encoder for Mp3Encoder {
         // frame count, delay and padding are known.
         let mut tag = Vec::with_capacity(self.lame.lame_tag_size().max(1));
         if self.lame.lame_tag_encode_to_vec(&mut tag).is_some() {
-            self.out.seek(SeekFrom::Start(0)).map_err(write_error)?;
+            self.out
+                .seek(SeekFrom::Start(self.audio_start))
+                .map_err(write_error)?;
             self.out.write_all(&tag).map_err(write_error)?;
         }
         self.out.flush().map_err(write_error)

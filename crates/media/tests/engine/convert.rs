@@ -288,8 +288,14 @@ fn resampling_keeps_level_and_length() {
     .unwrap();
     assert_eq!(info.sample_rate, 48_000);
     assert!((info.duration_secs.unwrap() - 2.0).abs() <= 1.0 / 48_000.0);
-    let before = analyze(&input, &Limits::default(), &mut |_| {}).unwrap();
-    let after = analyze(&output, &Limits::default(), &mut |_| {}).unwrap();
+    let before = analyze(&input, &Default::default(), &Limits::default(), &mut |_| {}).unwrap();
+    let after = analyze(
+        &output,
+        &Default::default(),
+        &Limits::default(),
+        &mut |_| {},
+    )
+    .unwrap();
     let (b, a) = (before.rms_dbfs.unwrap(), after.rms_dbfs.unwrap());
     assert!((a - b).abs() < 0.02, "rms {b} → {a}");
     let (b, a) = (

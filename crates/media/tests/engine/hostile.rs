@@ -11,7 +11,9 @@ use std::path::Path;
 fn exercise(path: &Path) -> Result<(), MediaError> {
     let limits = Limits::default();
     let probed = probe(path, &limits);
-    let analyzed = analyze(path, &limits, &mut |f| assert!((0.0..=1.0).contains(&f)));
+    let analyzed = analyze(path, &Default::default(), &limits, &mut |f| {
+        assert!((0.0..=1.0).contains(&f))
+    });
     let out = path.with_extension("out.flac");
     let converted = convert(
         path,

@@ -30,7 +30,13 @@ fn too_long_too_fast_too_wide_fail_at_probe() {
     );
     assert!(probe(&long, &limits(3, 48_000, 2)).is_ok());
     let mut called = false;
-    let err = analyze(&long, &limits(2, 48_000, 2), &mut |_| called = true).unwrap_err();
+    let err = analyze(
+        &long,
+        &Default::default(),
+        &limits(2, 48_000, 2),
+        &mut |_| called = true,
+    )
+    .unwrap_err();
     assert_eq!(err.code(), ErrorCode::InputTooLong);
     assert!(!called, "failed before decoding anything");
     assert!(
@@ -118,6 +124,12 @@ fn lying_header_is_caught_while_decoding() {
     std::fs::write(&flac, &bytes).unwrap();
     let info = probe(&flac, &limits(1, 48_000, 2)).unwrap();
     assert!((info.duration_secs.unwrap() - 0.5).abs() < 1e-6);
-    let err = analyze(&flac, &limits(1, 48_000, 2), &mut |_| {}).unwrap_err();
+    let err = analyze(
+        &flac,
+        &Default::default(),
+        &limits(1, 48_000, 2),
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert_eq!(err.code(), ErrorCode::InputTooLong, "{err}");
 }

@@ -10,7 +10,13 @@ type Case = (&'static str, &'static [(f64, f64)], f64);
 
 fn measure(path: &Path) -> Analysis {
     let mut progress = ProgressCheck(Vec::new());
-    let analysis = analyze(path, &Limits::default(), &mut progress.callback()).unwrap();
+    let analysis = analyze(
+        path,
+        &Default::default(),
+        &Limits::default(),
+        &mut progress.callback(),
+    )
+    .unwrap();
     progress.assert_valid();
     analysis
 }
