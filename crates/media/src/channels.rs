@@ -1,4 +1,4 @@
-//! Channel maps: keeping, averaging, duplicating or downmixing channels.
+//! Channel maps: keeping, picking, averaging, duplicating or downmixing channels.
 
 use crate::MediaError;
 use symphonia::core::audio::Channels;
@@ -57,6 +57,35 @@ impl ChannelMixer {
             return Err(MediaError::InvalidOptions(format!(
                 "cannot map {input} channels to {output}"
             )));
+        };
+        Ok(ChannelMixer {
+            input,
+            output,
+            matrix,
+            out: Vec::new(),
+        })
+    }
+
+    /// A mixer that keeps only input channel `channel` (0-based) of `input`, copied to each
+    /// of the `output` channels. Fails, naming the channel count, if there is no such channel.
+    pub fn pick(input: usize, channel: usize, output: usize) -> Result<Self, MediaError> {
+        if channel >= input {
+            let plural = if input == 1 { "" } else { "s" };
+            return Err(MediaError::InvalidOptions(format!(
+                "channel {channel} does not exist: the input has {input} channel{plural}"
+            )));
+        }
+        if output == 0 {
+            return Err(MediaError::InvalidOptions(
+                "a channel count cannot be zero".into(),
+            ));
+        }
+        let mut row = vec![0.0; input];
+        row[channel] = 1.0;
+        let matrix = if input == 1 && output == 1 {
+            Vec::new()
+        } else {
+            row.repeat(output)
         };
         Ok(ChannelMixer {
             input,
@@ -167,6 +196,21 @@ mod tests {
         assert_eq!(stereo.process(&[0.25, -1.0]), &[0.25, 0.25, -1.0, -1.0]);
         let mut same = ChannelMixer::new(2, 2, None).unwrap();
         assert_eq!(same.process(&[0.1, 0.2]), &[0.1, 0.2]);
+    }
+
+    #[test]
+    fn picking_keeps_one_channel_once_or_twice() {
+        let mut mono = ChannelMixer::pick(3, 1, 1).unwrap();
+        assert_eq!(mono.process(&[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]), &[0.2, 0.5]);
+        let mut both = ChannelMixer::pick(2, 0, 2).unwrap();
+        assert_eq!(both.process(&[0.1, 0.2, 0.3, 0.4]), &[0.1, 0.1, 0.3, 0.3]);
+        let mut same = ChannelMixer::pick(1, 0, 1).unwrap();
+        assert_eq!(same.process(&[0.7]), &[0.7]);
+        let err = ChannelMixer::pick(2, 3, 1).unwrap_err();
+        assert_eq!(
+            err.public_message(),
+            "channel 3 does not exist: the input has 2 channels"
+        );
     }
 
     #[test]

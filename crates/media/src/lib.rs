@@ -4,7 +4,8 @@
 //! # What it owns
 //! The three operations the worker runs — [`probe()`], [`analyze()`] and [`convert()`] — and the
 //! streaming parts they are built from: [`Decoder`] (any supported input to interleaved `f32`
-//! chunks), [`ChannelMixer`], [`Resampler`], [`LoudnessMeter`] and the [`encode`] module's
+//! chunks), [`ChannelMixer`], the edits of `convert` (`edit/`: trim, silence trim, gain,
+//! normalization, fades), [`Resampler`], [`LoudnessMeter`] and the [`encode`] module's
 //! WAV / FLAC / MP3 / Opus encoders (built by [`encode::create_encoder`]), and the [`tags`]
 //! carried from input to output. Failures are [`MediaError`]s, each with a stable
 //! [`audiomill_core::ErrorCode`] and a message safe to show to clients.
@@ -45,6 +46,30 @@
 //!   frame and rewrites STREAMINFO at the end; the MP3 encoder fills in the LAME/Info tag at
 //!   the end; WAV sizes are patched at the end; the Opus encoder pages its packets as they
 //!   come.
+//! - **Edits stream too** (`edit/`). [`convert()`] applies, in this order: channel pick or
+//!   channel map → trim (`start`, `end`) → trim silence → gain and normalization → fades →
+//!   resample → encode, each stage on interleaved `f32` chunks at the input rate. Trims count
+//!   decoded frames (sample-accurate; `end` is clamped to the input, decoding stops there; a
+//!   `start` at or past the end is `InvalidOptions`, from the header for PCM WAV/AIFF, else
+//!   at the end of the pass). A picked `channel` is a mixer matrix, checked against the probe
+//!   before decoding. Silence is frames whose every sample is at or under the threshold;
+//!   leading silence is dropped as it comes, trailing silence is only known at the end, so
+//!   the current silent run is held back and released if audio resumes. Fades are linear in
+//!   amplitude (first and last sample exactly 0), clamped to the audio's length; they need
+//!   that length, known in advance from a PCM WAV/AIFF header (without silence trimming) or
+//!   from normalization's first pass, else learnt by holding back the last `fade_out`
+//!   frames. Held-back audio (a silent run, a fade) stays exact and bounded: a few MiB in
+//!   memory, the rest in an unlinked temporary file next to the output. Gain is applied in
+//!   `f32` without clipping (integer and lossy encoders clip; float WAV keeps it). Trimmed
+//!   then resampled audio has the exact resampled length of the kept frames. All silence
+//!   after `trim_silence` is refused (`InvalidOptions`) rather than written as an empty file.
+//! - **Normalization decodes the input twice**, never buffering it: a first pass runs the
+//!   same pick/trim/silence stages into an EBU R128 meter (integrated loudness and 4×
+//!   oversampled true peak) and learns the exact range of kept frames; the gain is
+//!   `target − measured`, lowered so that `true peak + gain ≤ ceiling` (digital silence or
+//!   under 0.4 s: no gain, a warning in the log; `gain_db` before normalization is compensated
+//!   by it). The second pass trims to the learnt range, applies the gain and the fades, and
+//!   encodes. Progress runs 0–0.5 over the first pass and 0.5–1 over the second.
 //! - **Gapless MP3.** Encoder delay and padding declared in a LAME tag are trimmed on
 //!   decoding, and our MP3s carry one, so WAV → MP3 → decode keeps the exact length.
 //! - **Gapless Opus.** Opus is written by our own Ogg writer: pre-skip = libopus's lookahead,
@@ -88,6 +113,7 @@ pub mod channels;
 mod codec;
 pub mod convert;
 pub mod decode;
+mod edit;
 pub mod encode;
 pub mod error;
 mod iff;

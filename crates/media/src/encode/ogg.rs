@@ -175,11 +175,10 @@ mod tests {
 
     #[test]
     fn crc_matches_the_reference() {
-        // From libogg: the CRC of "OggS" with an all-zero rest is a known value; check a
-        // simpler identity instead: CRC of nothing is 0 and of one zero byte is 0.
+        // Ogg's CRC is CRC-32/CKSUM without the final inversion (and without appending the
+        // length): its check value 0x765e7680, inverted.
         assert_eq!(crc32(b""), 0);
         assert_eq!(crc32(&[0]), 0);
-        // Non-reflected CRC-32/MPEG-2 style update without init/xorout ("123456789").
         assert_eq!(crc32(b"123456789"), 0x89a1_897f);
     }
 

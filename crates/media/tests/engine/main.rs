@@ -5,6 +5,7 @@ mod common;
 mod convert;
 mod corpus;
 mod decode;
+mod edits;
 mod fidelity;
 mod formats;
 mod hostile;
