@@ -40,6 +40,9 @@
 //!   WAV/AIFF headers are checked first (`iff.rs`): a header chunk larger than the file is
 //!   refused, and a data chunk larger than the file (truncated, or a streaming recorder's
 //!   placeholder size) is presented to symphonia with the size the file really has.
+//!   MP4 box trees are checked first too (`isobmff.rs`): symphonia sizes allocations from
+//!   sample-table counts and sizes, and a forged one would abort the process (a failed
+//!   allocation is not a panic). Fuzzing (`fuzz/`) found those; `tests/regressions/` keeps them.
 //! - **Bounded memory.** Everything streams one packet at a time (decode → channel map →
 //!   resample → encode); no stage holds more than a few thousand frames, whatever the length
 //!   (a 2-hour stereo file converts in under 10 MB RSS). The FLAC encoder writes frame by

@@ -77,16 +77,21 @@ impl Spill {
         self.write - self.read
     }
 
-    fn append(&mut self, samples: impl ExactSizeIterator<Item = f32>) -> Result<(), MediaError> {
-        let mut bytes = Vec::with_capacity(samples.len() * SAMPLE_BYTES as usize);
-        for x in samples {
-            bytes.extend_from_slice(&x.to_le_bytes());
-        }
+    fn append(&mut self, samples: impl Iterator<Item = f32>) -> Result<(), MediaError> {
         self.file
             .seek(SeekFrom::Start(self.write))
             .map_err(spill_error)?;
-        self.file.write_all(&bytes).map_err(spill_error)?;
-        self.write += bytes.len() as u64;
+        // Written a block at a time, so the conversion needs no second copy of the queue.
+        let mut bytes = Vec::with_capacity(BLOCK_SAMPLES * SAMPLE_BYTES as usize);
+        let mut samples = samples.peekable();
+        while samples.peek().is_some() {
+            bytes.clear();
+            for x in samples.by_ref().take(BLOCK_SAMPLES) {
+                bytes.extend_from_slice(&x.to_le_bytes());
+            }
+            self.file.write_all(&bytes).map_err(spill_error)?;
+            self.write += bytes.len() as u64;
+        }
         Ok(())
     }
 

@@ -665,7 +665,7 @@ fn two_hours_normalized_to_flac_in_bounded_memory() {
     eprintln!("peak RSS after writing the input: {:?} KiB", peak_rss_kib());
     let started = std::time::Instant::now();
     let flac = file(&dir, "long.flac");
-    convert(
+    let info = convert(
         &wav,
         &flac,
         &ConvertOptions {
@@ -689,11 +689,14 @@ fn two_hours_normalized_to_flac_in_bounded_memory() {
         started.elapsed(),
         peak_rss_kib()
     );
+    // 5 s of silence trimmed at each end.
+    let kept = info.duration_secs.unwrap();
+    assert!((kept - 7190.0).abs() < 0.01, "{kept} s");
     // Without normalization, from FLAC (length not trusted): trailing silence and a
     // 10-minute fade-out are held back through the spill file.
     let started = std::time::Instant::now();
     let out = file(&dir, "faded.flac");
-    convert(
+    let info = convert(
         &flac,
         &out,
         &ConvertOptions {
@@ -712,4 +715,7 @@ fn two_hours_normalized_to_flac_in_bounded_memory() {
         started.elapsed(),
         peak_rss_kib()
     );
+    // The end of the first fade-out is under -60 dBFS: trimmed as silence this time.
+    let faded = info.duration_secs.unwrap();
+    assert!(faded <= kept && faded > kept - 1.0, "{faded} s");
 }

@@ -217,8 +217,9 @@ fn best_lag(reference: &[f32], test: &[f32], channels: usize, rate: u32, max: i6
 /// Lossy formats: our decode against ffmpeg's, aligned at the best lag within ±2048 frames,
 /// has at least the stated SNR, and the lengths differ by at most one codec frame.
 ///
-/// Figures reached (Debian's ffmpeg 5.1, symphonia 0.5.5), against each other, not against
-/// the source: see `MIN_SNR` below per codec.
+/// Figures reached (Debian's ffmpeg 5.1; symphonia 0.5.5; libopus through the `opus` crate),
+/// our decode against ffmpeg's, not against the source: in the comments of each case. A case
+/// marked pending (a decoder being added) is skipped only while `probe` calls it unsupported.
 #[test]
 fn lossy_decodes_match_ffmpeg_within_snr() {
     if !have_ffmpeg() {
@@ -236,8 +237,9 @@ fn lossy_decodes_match_ffmpeg_within_snr() {
             100.0,
             false,
         ),
-        // Not decodable yet; the bound is provisional (symphonia's layer II vs ffmpeg's).
-        ("a.mp2", &["-c:a", "mp2", "-b:a", "192k"], 1152, 60.0, true),
+        // Reached: 85.6 dB, lag 0, same length (symphonia's layer II decoder against
+        // ffmpeg's: fixed-point-style rounding differs more than in layer III).
+        ("a.mp2", &["-c:a", "mp2", "-b:a", "192k"], 1152, 75.0, false),
         // Reached: 137.5 dB, lag 0, same length.
         (
             "a.ogg",
@@ -256,14 +258,14 @@ fn lossy_decodes_match_ffmpeg_within_snr() {
             90.0,
             false,
         ),
-        // Not decodable yet; the bound is provisional (ffmpeg decodes Opus with its own
-        // decoder, not libopus, so the two differ by more than rounding).
+        // Reached: 138.3 dB, lag 0, same length (144000 frames: Opus decodes at 48 kHz;
+        // both apply the pre-skip and the end granule).
         (
             "a.opus",
             &["-c:a", "libopus", "-b:a", "128k", "-f", "ogg"],
             960,
-            40.0,
-            true,
+            100.0,
+            false,
         ),
     ];
     let mut skipped = Vec::new();
@@ -468,20 +470,11 @@ fn ffprobe_reads_what_convert_writes() {
             frame: 960.0 / 48_000.0,
         },
     ];
-    let mut pending = Vec::new();
     for case in &cases {
         let name = case.name;
         let out = file(&dir, name);
-        let info = match convert(&src, &out, &case.options, &Limits::default(), &mut |_| {}) {
-            Ok(info) => info,
-            // Opus output is being added by other work: skipped only while refused.
-            Err(e) if case.codec == "opus" && e.code() == ErrorCode::InvalidInput => {
-                eprintln!("fidelity: PENDING {name}: {e}");
-                pending.push(name);
-                continue;
-            }
-            Err(e) => panic!("{name}: convert failed: {e}"),
-        };
+        let info = convert(&src, &out, &case.options, &Limits::default(), &mut |_| {})
+            .unwrap_or_else(|e| panic!("{name}: convert failed: {e}"));
         let p = ffprobe_stream(&out);
         eprintln!(
             "fidelity: {name}: ffprobe {} {} Hz {} ch {} ({} bits) {:.4} s; our probe {} {:.4} s",
@@ -494,21 +487,9 @@ fn ffprobe_reads_what_convert_writes() {
             info.codec,
             info.duration_secs.unwrap_or(f64::NAN)
         );
-        // Options that `convert` does not apply yet (being added by other work): while the
-        // output is exactly what it wrote before the option existed, say so and go on.
         let tag = std::fs::read(&out)
             .map(|b| xing_tag(&b))
             .unwrap_or_default();
-        let ignored = match (&case.options.sample_format, case.codec) {
-            (Some(SampleFormat::S24 | SampleFormat::F32), _) => p.codec == "pcm_s16le",
-            (Some(SampleFormat::S16), "flac") => p.bits == 24,
-            _ => case.options.quality.is_some() && tag == "Info",
-        };
-        if ignored {
-            eprintln!("fidelity: PENDING {name}: convert ignores the option (wrote {p:?})");
-            pending.push(name);
-            continue;
-        }
         if case.codec == "mp3" {
             // LAME's tag is "Xing" in VBR files, "Info" in CBR ones.
             let expected = if case.options.quality.is_some() {
@@ -548,5 +529,4 @@ fn ffprobe_reads_what_convert_writes() {
             "{name}: our probe and ffprobe disagree"
         );
     }
-    eprintln!("fidelity: outputs or options not available yet: {pending:?}");
 }
