@@ -72,7 +72,10 @@
 //!   `target − measured`, lowered so that `true peak + gain ≤ ceiling` (digital silence or
 //!   under 0.4 s: no gain, a warning in the log; `gain_db` before normalization is compensated
 //!   by it). The second pass trims to the learnt range, applies the gain and the fades, and
-//!   encodes. Progress runs 0–0.5 over the first pass and 0.5–1 over the second.
+//!   encodes. Progress runs 0–0.5 over the first pass and 0.5–1 over the second. Measured
+//!   (release, 2-hour 44.1 kHz stereo): WAV → FLAC normalized with silence trim and fades,
+//!   10 MB peak RSS; FLAC → FLAC with a held-back 10-minute fade-out, 13 MB peak RSS plus a
+//!   ~210 MB temporary file (the ignored test `two_hours_normalized_to_flac_in_bounded_memory`).
 //! - **Gapless MP3.** Encoder delay and padding declared in a LAME tag are trimmed on
 //!   decoding, and our MP3s carry one, so WAV → MP3 → decode keeps the exact length.
 //! - **Gapless Opus.** Opus is written by our own Ogg writer: pre-skip = libopus's lookahead,
