@@ -115,25 +115,25 @@ impl Store for FakeStore {
         Ok(())
     }
     async fn create_account(&self, _name: &str) -> Result<Account> {
-        unimplemented!()
+        unreachable!("the worker never calls this store method")
     }
     async fn account_by_name(&self, _name: &str) -> Result<Option<Account>> {
-        unimplemented!()
+        unreachable!("the worker never calls this store method")
     }
     async fn insert_key(&self, _key: &KeyRecord) -> Result<()> {
-        unimplemented!()
+        unreachable!("the worker never calls this store method")
     }
     async fn key_by_hash(&self, _hash: &str) -> Result<Option<KeyRecord>> {
-        unimplemented!()
+        unreachable!("the worker never calls this store method")
     }
     async fn list_keys(&self) -> Result<Vec<KeyRecord>> {
-        unimplemented!()
+        unreachable!("the worker never calls this store method")
     }
     async fn revoke_key(&self, _id: KeyId, _at: DateTime<Utc>) -> Result<bool> {
-        unimplemented!()
+        unreachable!("the worker never calls this store method")
     }
     async fn count_active_keys(&self) -> Result<u64> {
-        unimplemented!()
+        unreachable!("the worker never calls this store method")
     }
     async fn insert_upload(&self, upload: &Upload) -> Result<()> {
         let mut state = self.state.lock().unwrap();
@@ -149,23 +149,23 @@ impl Store for FakeStore {
             .cloned())
     }
     async fn insert_job(&self, _job: NewJob, _idem: Option<Idempotency>) -> Result<InsertJob> {
-        unimplemented!()
+        unreachable!("the worker never calls this store method")
     }
     async fn get_job(&self, _account: AccountId, _id: JobId) -> Result<Option<Job>> {
-        unimplemented!()
+        unreachable!("the worker never calls this store method")
     }
     async fn list_jobs(&self, _a: AccountId, _f: JobFilter, _p: Page) -> Result<Vec<Job>> {
-        unimplemented!()
+        unreachable!("the worker never calls this store method")
     }
     async fn request_cancel(&self, _account: AccountId, _id: JobId) -> Result<CancelOutcome> {
-        unimplemented!()
+        unreachable!("the worker never calls this store method")
     }
     async fn delete_job(
         &self,
         _account: AccountId,
         _id: JobId,
     ) -> Result<Option<std::result::Result<Vec<Artifact>, JobState>>> {
-        unimplemented!()
+        unreachable!("the worker never calls this store method")
     }
     async fn claim_jobs(
         &self,
@@ -267,6 +267,6 @@ impl Store for FakeStore {
         Ok(())
     }
     async fn all_blob_keys(&self) -> Result<Vec<String>> {
-        unimplemented!()
+        unreachable!("the worker never calls this store method")
     }
 }
