@@ -1,0 +1,33 @@
+//! Errors of the separation engine.
+
+use audiomill_media::MediaError;
+
+/// Everything that can go wrong loading a model or separating a track.
+#[derive(Debug, thiserror::Error)]
+pub enum SeparateError {
+    /// The file is not a checkpoint this crate can load (not a zip, not a Demucs pickle, a
+    /// quantized model, missing or mis-shaped weights…). The message says which.
+    #[error("invalid model file: {0}")]
+    Checkpoint(String),
+    /// A bag-of-models descriptor (`.yaml`) that cannot be used.
+    #[error("invalid model descriptor: {0}")]
+    Descriptor(String),
+    /// A model class or hyperparameter this implementation does not support.
+    #[error("unsupported model: {0}")]
+    Unsupported(String),
+    /// Options that do not fit the model (an unknown stem, a segment longer than the model's…).
+    #[error("{0}")]
+    InvalidOption(String),
+    /// Decoding the input or encoding a stem failed.
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    /// A tensor operation failed (shape mismatch, out of memory…): a bug or a resource problem.
+    #[error("tensor error: {0}")]
+    Tensor(#[from] candle_core::Error),
+    /// Reading a model file or writing a temporary file failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The caller asked to stop (job canceled).
+    #[error("canceled")]
+    Canceled,
+}
