@@ -10,15 +10,25 @@
 //! - [`bag`]: bag-of-models descriptors (the `.yaml` files Demucs publishes) and their weights.
 //! - [`apply`]: `apply_model` semantics: split into overlapping segments with a triangular
 //!   window, random time shifts, bag averaging.
+//! - [`separator`]: `Separator.separate_tensor`: normalization by the mono mix's mean and
+//!   standard deviation around `apply_model`.
 //! - [`stream`]: the same computation over a track of any length in bounded memory, decoding
 //!   through `audiomill-media` and encoding each stem as it is produced.
 //!
 //! Tensors are laid out as in PyTorch: a mix is `[batch, channels, time]`, a separation
 //! `[batch, sources, channels, time]`.
 
+pub mod apply;
+pub mod bag;
 mod error;
+pub mod separator;
+pub mod stream;
 
+pub use apply::{apply_model, ApplyOptions, ShiftOffsets};
+pub use bag::{load_model, Bag};
 pub use error::SeparateError;
+pub use separator::separate_tensor;
+pub use stream::{separate_file, SeparateParams, StemEncoding, StemFile, StreamStats};
 
 use candle_core::Tensor;
 
