@@ -297,13 +297,7 @@ pub type LoadNetwork<'a> = dyn Fn(&Path, &Device) -> Result<Arc<dyn Network>, Se
 /// Loads `path`: a bag descriptor (`.yaml`/`.yml`) whose networks sit in the same directory,
 /// or a single checkpoint (anything else), onto `device`.
 pub fn load_model(path: &Path, device: &Device) -> Result<Bag, SeparateError> {
-    // TEMPORARY until checkpoint.rs lands: crate::checkpoint::load_network(path, device).
-    load_model_with(path, device, &|path, _device| {
-        Err(SeparateError::Unsupported(format!(
-            "{}: checkpoint loading is not built yet",
-            path.display()
-        )))
-    })
+    load_model_with(path, device, &|p, d| crate::checkpoint::load_network(p, d))
 }
 
 /// [`load_model`] with the network loader given: resolves and validates the descriptor,

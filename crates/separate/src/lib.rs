@@ -20,12 +20,15 @@
 
 pub mod apply;
 pub mod bag;
+pub mod checkpoint;
 mod error;
+pub mod htdemucs;
 pub mod separator;
 pub mod stream;
 
 pub use apply::{apply_model, ApplyOptions, ShiftOffsets};
 pub use bag::{load_model, Bag};
+pub use checkpoint::{inspect_checkpoint, load_network};
 pub use error::SeparateError;
 pub use separator::separate_tensor;
 pub use stream::{separate_file, SeparateParams, StemEncoding, StemFile, StreamStats};
