@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use crate::config::Overrides;
 
-/// Self-hosted audio processing: upload, convert, analyze.
+/// Self-hosted audio processing: upload, convert, analyze, separate into stems.
 #[derive(Debug, Parser)]
 #[command(name = "audiomill", version, about)]
 pub struct Cli {
@@ -53,6 +53,11 @@ pub enum Command {
     Analyze(AnalyzeArgs),
     /// Convert a local file (no server needed).
     Convert(ConvertArgs),
+    /// Separate a local file into stems with an installed model (no server needed).
+    Separate(SeparateArgs),
+    /// Manage separation models: list, pull (download), import, rm.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Internal: run one job in a sandboxed child process.
     #[command(name = "__run-job", hide = true)]
     RunJob,
@@ -124,4 +129,69 @@ pub struct ConvertArgs {
     /// MP3 bit rate in kbit/s.
     #[arg(long)]
     pub bitrate: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct SeparateArgs {
+    /// The input audio file.
+    pub input: PathBuf,
+    /// Installed model (see `audiomill models list`).
+    #[arg(long, default_value = audiomill_core::separation::DEFAULT_MODEL)]
+    pub model: String,
+    /// Directory the stems are written to, as `<stem>.<ext>` (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
+    /// Stems to write, comma-separated (default: all of the model's).
+    #[arg(long, value_delimiter = ',', value_name = "STEM,…")]
+    pub stems: Vec<String>,
+    /// Write STEM and `no_STEM` (the sum of the others), e.g. `vocals` for karaoke.
+    #[arg(long, value_name = "STEM")]
+    pub two_stems: Option<String>,
+    /// Passes with a random time shift, averaged (0 = deterministic) [default: 1]
+    #[arg(long, value_name = "N")]
+    pub shifts: Option<u32>,
+    /// Overlap of consecutive chunks, 0 to 0.99 [default: 0.25]
+    #[arg(long, value_name = "F")]
+    pub overlap: Option<f64>,
+    /// Chunk length in seconds (default: the model's; at most the model's for transformers).
+    #[arg(long, value_name = "SECONDS")]
+    pub segment: Option<f64>,
+    /// Output format: wav, flac, mp3 or opus [default: wav]
+    #[arg(long)]
+    pub format: Option<String>,
+    /// PCM sample format for wav/flac: s16, s24 or f32 [default: s16]
+    #[arg(long)]
+    pub sample_format: Option<String>,
+    /// Bit rate in kbit/s (mp3, opus).
+    #[arg(long)]
+    pub bitrate: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Show installed models and those that can be pulled.
+    List,
+    /// Download an official model into the data directory (resumes; checks size and checksum).
+    Pull {
+        /// Model name, e.g. `htdemucs`, `htdemucs_ft`, `htdemucs_6s`.
+        name: String,
+        /// Where the checkpoint files are fetched from [env: AUDIOMILL_MODELS_URL]
+        /// [default: Demucs's official download root]
+        #[arg(long, value_name = "URL", env = "AUDIOMILL_MODELS_URL")]
+        from: Option<String>,
+    },
+    /// Install model files you already have: a `.th` checkpoint, or a bag `.yaml` with its
+    /// `.th` files beside it.
+    Import {
+        /// The `.th` or `.yaml` file.
+        path: PathBuf,
+        /// Name to install it under (default: the file's stem).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Remove an installed model.
+    Rm {
+        /// The model's name.
+        name: String,
+    },
 }

@@ -75,6 +75,8 @@ pub struct WorkerSection {
     pub cpu_limit_secs: u64,
     /// Largest file a job's child process may write, in MiB.
     pub output_limit_mb: u64,
+    /// Threads one job may use for separation (0: the cores divided by `concurrency`).
+    pub job_threads: usize,
 }
 
 /// How long files are kept.
@@ -127,6 +129,7 @@ impl Default for WorkerSection {
             memory_limit_mb: 4096,
             cpu_limit_secs: 3600,
             output_limit_mb: 4096,
+            job_threads: 0,
         }
     }
 }
@@ -219,6 +222,21 @@ impl Config {
     /// Root of the blob store.
     pub fn blob_dir(&self) -> PathBuf {
         self.data_dir.join("files")
+    }
+
+    /// Where separation models are installed.
+    pub fn models_dir(&self) -> PathBuf {
+        self.data_dir.join("models")
+    }
+
+    /// Threads a job child may use: `worker.job_threads`, or the cores shared out among the
+    /// concurrent jobs.
+    pub fn job_threads(&self) -> usize {
+        if self.worker.job_threads > 0 {
+            return self.worker.job_threads;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / self.worker.concurrency.max(1)).max(1)
     }
 
     /// The effective configuration as TOML, with secrets masked.

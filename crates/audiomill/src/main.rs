@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod keys;
 mod logging;
+mod models;
 mod offline;
 mod prober;
 mod serve;
@@ -75,6 +76,14 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Convert(args) => {
             let config = config::Config::load(&overrides)?;
             offline::convert(&config, args)
+        }
+        cli::Command::Separate(args) => {
+            let config = config::Config::load(&overrides)?;
+            offline::separate(&config, args)
+        }
+        cli::Command::Models(cmd) => {
+            let config = config::Config::load(&overrides)?;
+            models::run(&config, cmd)
         }
         cli::Command::RunJob | cli::Command::Probe { .. } => {
             unreachable!("handled before logging setup")

@@ -1,10 +1,11 @@
-//! `audiomill analyze FILE` and `audiomill convert IN OUT`: the engines without a server.
+//! `audiomill analyze FILE`, `audiomill convert IN OUT` and `audiomill separate IN --out-dir
+//! DIR`: the engines without a server.
 
 use anyhow::{bail, Context};
 use audiomill_core::{Operation, OperationKind};
 use std::process::ExitCode;
 
-use crate::cli::{AnalyzeArgs, ConvertArgs};
+use crate::cli::{AnalyzeArgs, ConvertArgs, SeparateArgs};
 use crate::config::Config;
 
 pub fn analyze(config: &Config, args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
@@ -79,4 +80,83 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     }
+}
+
+pub fn separate(config: &Config, args: SeparateArgs) -> anyhow::Result<ExitCode> {
+    // Through the same validation as the API's `separate` options.
+    let mut options = serde_json::json!({ "model": args.model });
+    if !args.stems.is_empty() {
+        options["stems"] = args.stems.clone().into();
+    }
+    let optional = [
+        ("two_stems", args.two_stems.clone().map(Into::into)),
+        ("shifts", args.shifts.map(Into::into)),
+        ("overlap", args.overlap.map(Into::into)),
+        ("segment", args.segment.map(Into::into)),
+        ("format", args.format.clone().map(Into::into)),
+        ("sample_format", args.sample_format.clone().map(Into::into)),
+        ("bitrate", args.bitrate.map(Into::into)),
+    ];
+    for (key, value) in optional {
+        if let Some(value) = value {
+            options[key] = value;
+        }
+    }
+    let Operation::Separate(options) = Operation::from_parts(OperationKind::Separate, &options)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    else {
+        unreachable!("parsed as separate")
+    };
+    if !args.input.is_file() {
+        bail!("{}: no such file", args.input.display());
+    }
+    let store = audiomill_models::ModelStore::new(config.models_dir());
+    let model = store.resolve(
+        options.model.as_str(),
+        &audiomill_models::Catalog::official(),
+    )?;
+    let bag = audiomill_separate::load_model(&model.descriptor, &candle_core::Device::Cpu)
+        .map_err(|e| anyhow::anyhow!("model {}: {e}", options.model))?;
+    let created = !args.out_dir.exists();
+    std::fs::create_dir_all(&args.out_dir)
+        .with_context(|| format!("cannot create {}", args.out_dir.display()))?;
+    let params = audiomill_separate::SeparateParams::from_options(
+        &options,
+        args.out_dir.clone(),
+        rand::random(),
+    );
+    let mut shown = -1i64;
+    let mut progress = |fraction: f64| {
+        let percent = (fraction * 100.0).floor() as i64;
+        if percent != shown {
+            shown = percent;
+            eprint!("\rseparating: {percent:>3}%");
+        }
+    };
+    let stems = audiomill_separate::separate_file(
+        &bag,
+        &args.input,
+        &params,
+        &config.limits,
+        &mut progress,
+        &|| false,
+    );
+    eprintln!();
+    let stems = stems.map_err(|e| {
+        if created {
+            // Nothing of ours is left in a directory we made (the engine removed its files).
+            let _ = std::fs::remove_dir(&args.out_dir);
+        }
+        anyhow::anyhow!("{}: {}", args.input.display(), e)
+    })?;
+    for stem in stems {
+        eprintln!(
+            "wrote {} ({} Hz, {} ch, {:.2} s)",
+            stem.path.display(),
+            stem.sample_rate,
+            stem.channels,
+            stem.frames as f64 / f64::from(stem.sample_rate.max(1))
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

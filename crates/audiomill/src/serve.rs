@@ -82,6 +82,8 @@ pub async fn serve(config: Config, worker: bool, api: bool) -> anyhow::Result<Ex
             child_limits: child_limits(&config),
             limits: config.limits,
             artifact_retention: Duration::from_secs(config.retention.artifact_hours * 3600),
+            models_dir: Some(config.models_dir()),
+            job_threads: config.job_threads(),
         };
         let worker = Worker::new(
             store.clone(),
@@ -120,7 +122,8 @@ pub async fn serve(config: Config, worker: bool, api: bool) -> anyhow::Result<Ex
             http_metrics,
             Arc::new(registry),
             waker.clone(),
-        );
+        )
+        .with_models(Arc::new(crate::models::Registry::new(config.models_dir())));
         let app = audiomill_server::build_router(state);
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await

@@ -9,4 +9,5 @@ mod execution;
 mod files;
 mod jobs;
 mod ops;
+mod separate;
 mod uploads;

@@ -26,6 +26,8 @@ pub enum ErrorCode {
     TooManyChannels,
     /// The input named by the job no longer exists (expired or deleted).
     InputNotFound,
+    /// The separation model named by the job is not installed (or was removed since).
+    ModelNotInstalled,
     /// The job hit a resource limit (memory, CPU time, output size) while running.
     ResourceLimit,
     /// The job ran longer than its time limit.
@@ -52,6 +54,7 @@ impl ErrorCode {
             ErrorCode::SampleRateTooHigh => "sample_rate_too_high",
             ErrorCode::TooManyChannels => "too_many_channels",
             ErrorCode::InputNotFound => "input_not_found",
+            ErrorCode::ModelNotInstalled => "model_not_installed",
             ErrorCode::ResourceLimit => "resource_limit",
             ErrorCode::Timeout => "timeout",
             ErrorCode::WorkerCrashed => "worker_crashed",

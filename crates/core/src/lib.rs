@@ -16,6 +16,7 @@ pub mod key;
 pub mod limits;
 pub mod media;
 pub mod operation;
+pub mod separation;
 
 pub use error::{ErrorCode, JobError};
 pub use id::{AccountId, ArtifactId, IdError, JobId, KeyId, UploadId};
@@ -26,3 +27,4 @@ pub use operation::{
     AnalyzeOptions, AudioFormat, ConvertOptions, InputRef, JobRequest, JobSpec, Normalize,
     Operation, OperationKind, OutputSpec, SampleFormat, SpecError, TrimSilence,
 };
+pub use separation::{ModelName, SeparateOptions, StemName};

@@ -6,6 +6,7 @@
 //! unchecked option. Adding an operation is: a variant here with its options type, an engine
 //! function, and one match arm in the worker.
 
+use crate::separation::SeparateOptions;
 use crate::{ArtifactId, UploadId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -23,6 +24,8 @@ pub enum OperationKind {
     Analyze,
     /// Re-encode an input to another format, sample rate or channel count.
     Convert,
+    /// Separate an input into stems (vocals, drums, bass, …) with a Demucs model.
+    Separate,
 }
 
 impl OperationKind {
@@ -31,11 +34,16 @@ impl OperationKind {
         match self {
             OperationKind::Analyze => "analyze",
             OperationKind::Convert => "convert",
+            OperationKind::Separate => "separate",
         }
     }
 
     /// All operations.
-    pub const ALL: [OperationKind; 2] = [OperationKind::Analyze, OperationKind::Convert];
+    pub const ALL: [OperationKind; 3] = [
+        OperationKind::Analyze,
+        OperationKind::Convert,
+        OperationKind::Separate,
+    ];
 }
 
 impl std::str::FromStr for OperationKind {
@@ -120,12 +128,65 @@ struct RawAnalyzeOptions {
 }
 
 /// Checks that an optional number lies in a closed range (and is finite).
-fn in_range(name: &str, value: Option<f64>, min: f64, max: f64) -> Result<(), SpecError> {
+pub(crate) fn in_range(
+    name: &str,
+    value: Option<f64>,
+    min: f64,
+    max: f64,
+) -> Result<(), SpecError> {
     match value {
         Some(v) if !(v.is_finite() && (min..=max).contains(&v)) => {
             Err(SpecError(format!("{name} must be between {min} and {max}")))
         }
         _ => Ok(()),
+    }
+}
+
+/// Checks the encoder options of an output in `format`: bit rate or VBR quality for the lossy
+/// formats, sample format for the PCM ones. Shared by every operation that writes audio.
+pub(crate) fn check_encoding(
+    format: AudioFormat,
+    bitrate: Option<u32>,
+    quality: Option<u8>,
+    sample_format: Option<SampleFormat>,
+) -> Result<(), SpecError> {
+    let ext = format.extension();
+    match (format, bitrate, quality) {
+        (_, Some(_), Some(_)) => {
+            return Err(SpecError(
+                "give bitrate (CBR) or quality (VBR), not both".into(),
+            ))
+        }
+        (AudioFormat::Mp3, Some(b), None) if !MP3_BITRATES.contains(&b) => {
+            return Err(SpecError(format!(
+                "bitrate {b} is not an MP3 bit rate; expected one of {MP3_BITRATES:?} (kbit/s)"
+            )))
+        }
+        (AudioFormat::Mp3, None, Some(q)) if q > 9 => {
+            return Err(SpecError("quality must be 0 (best) to 9 for mp3".into()))
+        }
+        (AudioFormat::Opus, Some(b), None) if !OPUS_BITRATES.contains(&b) => {
+            return Err(SpecError(format!(
+                "bitrate {b} is outside Opus's range of 6 to 510 kbit/s"
+            )))
+        }
+        (AudioFormat::Opus, None, Some(_)) => {
+            return Err(SpecError("opus takes bitrate, not quality".into()))
+        }
+        (AudioFormat::Wav | AudioFormat::Flac, Some(_), _)
+        | (AudioFormat::Wav | AudioFormat::Flac, _, Some(_)) => {
+            return Err(SpecError(format!(
+                "bitrate and quality apply to mp3 and opus; {ext} is lossless"
+            )))
+        }
+        _ => {}
+    }
+    match (format, sample_format) {
+        (AudioFormat::Wav, _) | (_, None) => Ok(()),
+        (AudioFormat::Flac, Some(SampleFormat::S16 | SampleFormat::S24)) => Ok(()),
+        (_, Some(_)) => Err(SpecError(format!(
+            "sample_format applies to wav (s16, s24, f32) and flac (s16, s24), not {ext}"
+        ))),
     }
 }
 
@@ -355,45 +416,7 @@ impl TryFrom<RawConvertOptions> for ConvertOptions {
                 "channel must be an input channel index (0 = first)".into(),
             ));
         }
-        match (format, raw.bitrate, raw.quality) {
-            (_, Some(_), Some(_)) => {
-                return Err(SpecError(
-                    "give bitrate (CBR) or quality (VBR), not both".into(),
-                ))
-            }
-            (AudioFormat::Mp3, Some(b), None) if !MP3_BITRATES.contains(&b) => {
-                return Err(SpecError(format!(
-                    "bitrate {b} is not an MP3 bit rate; expected one of {MP3_BITRATES:?} (kbit/s)"
-                )))
-            }
-            (AudioFormat::Mp3, None, Some(q)) if q > 9 => {
-                return Err(SpecError("quality must be 0 (best) to 9 for mp3".into()))
-            }
-            (AudioFormat::Opus, Some(b), None) if !OPUS_BITRATES.contains(&b) => {
-                return Err(SpecError(format!(
-                    "bitrate {b} is outside Opus's range of 6 to 510 kbit/s"
-                )))
-            }
-            (AudioFormat::Opus, None, Some(_)) => {
-                return Err(SpecError("opus takes bitrate, not quality".into()))
-            }
-            (AudioFormat::Wav | AudioFormat::Flac, Some(_), _)
-            | (AudioFormat::Wav | AudioFormat::Flac, _, Some(_)) => {
-                return Err(SpecError(format!(
-                    "bitrate and quality apply to mp3 and opus; {ext} is lossless"
-                )))
-            }
-            _ => {}
-        }
-        match (format, raw.sample_format) {
-            (AudioFormat::Wav, _) | (_, None) => {}
-            (AudioFormat::Flac, Some(SampleFormat::S16 | SampleFormat::S24)) => {}
-            (_, Some(_)) => {
-                return Err(SpecError(format!(
-                    "sample_format applies to wav (s16, s24, f32) and flac (s16, s24), not {ext}"
-                )))
-            }
-        }
+        check_encoding(format, raw.bitrate, raw.quality, raw.sample_format)?;
         in_range("start", raw.start, 0.0, 1e7)?;
         in_range("end", raw.end, 0.0, 1e7)?;
         if let (Some(start), Some(end)) = (raw.start, raw.end) {
@@ -484,6 +507,8 @@ pub enum Operation {
     Analyze(AnalyzeOptions),
     /// See [`ConvertOptions`].
     Convert(ConvertOptions),
+    /// See [`SeparateOptions`].
+    Separate(SeparateOptions),
 }
 
 impl Operation {
@@ -501,6 +526,9 @@ impl Operation {
             OperationKind::Convert => {
                 Operation::Convert(serde_json::from_value(options).map_err(bad)?)
             }
+            OperationKind::Separate => {
+                Operation::Separate(serde_json::from_value(options).map_err(bad)?)
+            }
         })
     }
 
@@ -509,6 +537,7 @@ impl Operation {
         match self {
             Operation::Analyze(_) => OperationKind::Analyze,
             Operation::Convert(_) => OperationKind::Convert,
+            Operation::Separate(_) => OperationKind::Separate,
         }
     }
 
@@ -517,6 +546,7 @@ impl Operation {
         let value = match self {
             Operation::Analyze(o) => serde_json::to_value(o),
             Operation::Convert(o) => serde_json::to_value(o),
+            Operation::Separate(o) => serde_json::to_value(o),
         };
         value.expect("options types serialize to JSON without failure")
     }
@@ -570,7 +600,7 @@ pub struct JobRequest {
     pub operation: OperationKind,
     /// The input: `{"upload": "upl_…"}` or `{"artifact": "art_…"}`.
     pub input: InputRef,
-    /// Options of the operation (see `ConvertOptions`, `AnalyzeOptions`).
+    /// Options of the operation (see `ConvertOptions`, `AnalyzeOptions`, `SeparateOptions`).
     #[serde(default)]
     #[schema(value_type = Object)]
     pub options: serde_json::Value,

@@ -31,3 +31,35 @@ pub enum SeparateError {
     #[error("canceled")]
     Canceled,
 }
+
+impl SeparateError {
+    /// The stable error code of a job that failed with this error.
+    pub fn code(&self) -> audiomill_core::ErrorCode {
+        use audiomill_core::ErrorCode;
+        match self {
+            SeparateError::Media(e) => e.code(),
+            SeparateError::InvalidOption(_) => ErrorCode::InvalidInput,
+            // An installed model that does not load is the operator's problem, not the
+            // client's: reported as internal, with the cause in the worker's log.
+            SeparateError::Checkpoint(_)
+            | SeparateError::Descriptor(_)
+            | SeparateError::Unsupported(_)
+            | SeparateError::Tensor(_)
+            | SeparateError::Io(_)
+            | SeparateError::Canceled => ErrorCode::Internal,
+        }
+    }
+
+    /// A message safe to show to clients: no paths, no library internals.
+    pub fn public_message(&self) -> String {
+        match self {
+            SeparateError::Media(e) => e.public_message(),
+            SeparateError::InvalidOption(message) => message.clone(),
+            SeparateError::Checkpoint(_)
+            | SeparateError::Descriptor(_)
+            | SeparateError::Unsupported(_) => "the separation model could not be loaded".into(),
+            SeparateError::Tensor(_) | SeparateError::Io(_) => "separation failed".into(),
+            SeparateError::Canceled => "canceled".into(),
+        }
+    }
+}

@@ -77,6 +77,36 @@ pub struct SeparateParams {
     pub encoder: StemEncoding,
 }
 
+impl SeparateParams {
+    /// The parameters of a `separate` job's options (`audiomill_core::SeparateOptions`), writing
+    /// into `out_dir`. `seed` drives the random shifts (with `shifts: 0` it changes nothing).
+    pub fn from_options(
+        options: &audiomill_core::SeparateOptions,
+        out_dir: PathBuf,
+        seed: u64,
+    ) -> SeparateParams {
+        SeparateParams {
+            stems: options.stems.iter().map(|s| s.to_string()).collect(),
+            two_stems: options.two_stems.as_ref().map(|s| s.to_string()),
+            apply: ApplyOptions {
+                shifts: options.shifts as usize,
+                split: true,
+                overlap: options.overlap,
+                transition_power: 1.0,
+                segment: options.segment,
+                offsets: crate::ShiftOffsets::Random { seed },
+            },
+            out_dir,
+            encoder: StemEncoding {
+                format: options.format,
+                sample_format: options.sample_format,
+                bitrate: options.bitrate,
+                quality: options.quality,
+            },
+        }
+    }
+}
+
 /// A stem written by [`separate_file`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StemFile {

@@ -23,7 +23,10 @@ pub mod views;
 pub use auth::Tenant;
 pub use error::{AppError, Problem};
 pub use metrics::HttpMetrics;
-pub use state::{AppState, Prober, ServerConfig};
+pub use state::{
+    AppState, InstalledModel, ModelLookupError, ModelRegistry, ModelSummary, NoModels, Prober,
+    ServerConfig,
+};
 
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::routing::get;
@@ -36,11 +39,11 @@ use utoipa_axum::routes;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "audiomill", description = "Self-hosted audio processing: upload, convert, analyze.", license(name = "AGPL-3.0-or-later")),
+    info(title = "audiomill", description = "Self-hosted audio processing: upload, convert, analyze, separate into stems.", license(name = "AGPL-3.0-or-later")),
     modifiers(&SecuritySchemes),
-    components(schemas(audiomill_core::ConvertOptions, audiomill_core::AnalyzeOptions)),
+    components(schemas(audiomill_core::ConvertOptions, audiomill_core::AnalyzeOptions, audiomill_core::SeparateOptions)),
     tags((name = "uploads", description = "Input files"), (name = "jobs", description = "Processing jobs"),
-         (name = "files", description = "Results"), (name = "ops", description = "Health and metrics"))
+         (name = "files", description = "Results"), (name = "models", description = "Separation models"), (name = "ops", description = "Health and metrics"))
 )]
 struct ApiDoc;
 
@@ -76,6 +79,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::jobs::get, routes::jobs::delete))
         .routes(routes!(routes::jobs::events))
         .routes(routes!(routes::files::get))
+        .routes(routes!(routes::models::list))
 }
 
 /// The OpenAPI document of the API.

@@ -2,12 +2,14 @@
 
 use async_trait::async_trait;
 use audiomill_blob::BlobStore;
-use audiomill_core::{JobError, Limits, MediaInfo};
+use audiomill_core::{JobError, Limits, MediaInfo, ModelName};
 use audiomill_store::Store;
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
+use utoipa::ToSchema;
 
 use crate::metrics::HttpMetrics;
 
@@ -17,6 +19,77 @@ use crate::metrics::HttpMetrics;
 pub trait Prober: Send + Sync + 'static {
     /// Probes the file at `path`, enforcing `limits` from the headers.
     async fn probe(&self, path: &Path, limits: &Limits) -> Result<MediaInfo, JobError>;
+}
+
+/// The separation models this deployment has, as the API needs them: the catalog for
+/// `GET /v1/models` and a lookup when a `separate` job is submitted. The binary plugs in the
+/// model store; the server knows nothing of checkpoints.
+#[async_trait]
+pub trait ModelRegistry: Send + Sync + 'static {
+    /// Every model that is installed or can be installed.
+    async fn list(&self) -> Result<Vec<ModelSummary>, String>;
+    /// The installed model `name`, or how to install it.
+    async fn lookup(&self, name: &ModelName) -> Result<InstalledModel, ModelLookupError>;
+}
+
+/// One entry of `GET /v1/models`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ModelSummary {
+    /// Name to pass as `options.model`.
+    pub name: String,
+    /// What it is.
+    pub description: String,
+    /// Stems it produces.
+    pub stems: Vec<String>,
+    /// Whether jobs can use it now.
+    pub installed: bool,
+    /// Whether this version of audiomill can run it.
+    pub supported: bool,
+    /// Size of its files on disk, when installed.
+    pub size_bytes: Option<u64>,
+    /// The command an operator runs to install it, when it is not installed.
+    pub install_command: Option<String>,
+}
+
+/// What submission needs to know of an installed model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstalledModel {
+    /// Its stems, in its order.
+    pub stems: Vec<String>,
+    /// Longest `segment` it accepts, in seconds.
+    pub max_segment_secs: f64,
+}
+
+/// Why a model cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModelLookupError {
+    /// Not installed; `install_command` installs it.
+    #[error("model {name} is not installed; install it with: {install_command}")]
+    NotInstalled {
+        /// The model asked for.
+        name: String,
+        /// What the operator runs.
+        install_command: String,
+    },
+    /// The registry could not be read (logged; a 500 to the client).
+    #[error("the model registry failed: {0}")]
+    Failed(String),
+}
+
+/// A registry with no models: jobs asking for one are refused with the install command.
+pub struct NoModels;
+
+#[async_trait]
+impl ModelRegistry for NoModels {
+    async fn list(&self) -> Result<Vec<ModelSummary>, String> {
+        Ok(Vec::new())
+    }
+    async fn lookup(&self, name: &ModelName) -> Result<InstalledModel, ModelLookupError> {
+        Err(ModelLookupError::NotInstalled {
+            name: name.to_string(),
+            install_command: format!("audiomill models pull {name}"),
+        })
+    }
 }
 
 /// Settings of the API (the binary fills them from its configuration).
@@ -80,6 +153,7 @@ struct Inner {
     metrics: HttpMetrics,
     registry: Arc<prometheus_client::registry::Registry>,
     job_waker: Arc<Notify>,
+    models: Arc<dyn ModelRegistry>,
 }
 
 impl AppState {
@@ -102,7 +176,28 @@ impl AppState {
             metrics,
             registry,
             job_waker,
+            models: Arc::new(NoModels),
         }))
+    }
+
+    /// The same state with `models` as its model registry (the default has none).
+    pub fn with_models(self, models: Arc<dyn ModelRegistry>) -> Self {
+        let inner = Arc::try_unwrap(self.0).unwrap_or_else(|shared| Inner {
+            store: shared.store.clone(),
+            blob: shared.blob.clone(),
+            prober: shared.prober.clone(),
+            config: shared.config.clone(),
+            metrics: shared.metrics.clone(),
+            registry: shared.registry.clone(),
+            job_waker: shared.job_waker.clone(),
+            models: shared.models.clone(),
+        });
+        Self(Arc::new(Inner { models, ..inner }))
+    }
+
+    /// The separation models.
+    pub fn models(&self) -> &dyn ModelRegistry {
+        self.0.models.as_ref()
     }
 
     /// The database.

@@ -135,6 +135,69 @@ pub(crate) fn run_task(
                 audio_seconds: info.duration_secs.unwrap_or(0.0),
             })
         }
+        Operation::Separate(options) => {
+            let model = task
+                .model
+                .as_deref()
+                .ok_or_else(|| internal("task", &"a separate task without a model descriptor"))?;
+            let separate_error = |e: audiomill_separate::SeparateError| {
+                if e.code() == ErrorCode::Internal {
+                    eprintln!("audiomill job child: separation: {e}");
+                }
+                JobError::new(e.code(), e.public_message())
+            };
+            let bag = audiomill_separate::load_model(model, &candle_core::Device::Cpu)
+                .map_err(separate_error)?;
+            let params = audiomill_separate::SeparateParams::from_options(
+                &options,
+                task.output_dir.clone(),
+                rand::random(),
+            );
+            let ext = options.format.extension();
+            let stems = audiomill_separate::separate_file(
+                &bag,
+                &task.input,
+                &params,
+                &task.limits,
+                progress,
+                // A canceled job's child is killed by the parent: nothing to poll here.
+                &|| false,
+            )
+            .map_err(separate_error)?;
+            let mut artifacts = Vec::with_capacity(stems.len());
+            let mut described = Vec::with_capacity(stems.len());
+            for stem in &stems {
+                let file = stem
+                    .path
+                    .file_name()
+                    .and_then(|f| f.to_str())
+                    .ok_or_else(|| internal("stem", &"a stem file without a name"))?
+                    .to_owned();
+                artifacts.push(ChildArtifact {
+                    file,
+                    name: download_name(&format!("{}-{}", task.output_name, stem.stem), ext),
+                    content_type: options.format.content_type().into(),
+                });
+                described.push(serde_json::json!({
+                    "stem": stem.stem,
+                    "sample_rate": stem.sample_rate,
+                    "channels": stem.channels,
+                    "frames": stem.frames,
+                    "duration_secs": stem.frames as f64 / f64::from(stem.sample_rate.max(1)),
+                }));
+            }
+            let audio_seconds = stems
+                .first()
+                .map_or(0.0, |s| s.frames as f64 / f64::from(s.sample_rate.max(1)));
+            Ok(ChildMessage::Succeeded {
+                artifacts,
+                result: Some(serde_json::json!({
+                    "model": options.model,
+                    "stems": described,
+                })),
+                audio_seconds,
+            })
+        }
         Operation::Analyze(options) => {
             let analysis = audiomill_media::analyze(&task.input, &options, &task.limits, progress)
                 .map_err(engine_error)?;
@@ -206,6 +269,7 @@ mod tests {
             output_dir: "/nonexistent/out".into(),
             output_name: "output".into(),
             limits: Limits::default(),
+            model: None,
         }
     }
 
@@ -302,6 +366,7 @@ mod engine_tests {
             output_dir: dir.join("out"),
             output_name: "tone".into(),
             limits: Limits::default(),
+            model: None,
         }
     }
 

@@ -38,6 +38,12 @@ pub struct WorkerConfig {
     pub limits: Limits,
     /// How long artifacts are kept after their job succeeded.
     pub artifact_retention: Duration,
+    /// Where separation models are installed (`<data>/models`); `separate` jobs fail with
+    /// `model_not_installed` when `None` or when their model is not there.
+    pub models_dir: Option<PathBuf>,
+    /// Threads one job child may use for its tensor work (`RAYON_NUM_THREADS`); by default the
+    /// cores shared out among the concurrent jobs, so that jobs do not oversubscribe the CPU.
+    pub job_threads: usize,
 }
 
 /// Resource limits (rlimits) of a job's child process. A value of 0 means no limit.
@@ -66,8 +72,9 @@ impl Default for WorkerConfig {
         let program = std::env::current_exe()
             .map(PathBuf::into_os_string)
             .unwrap_or_else(|_| "audiomill".into());
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
-            concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            concurrency: cores,
             owner: default_owner(),
             lease: Duration::from_secs(30),
             heartbeat: Duration::from_millis(500),
@@ -81,6 +88,8 @@ impl Default for WorkerConfig {
             child_limits: ChildLimits::default(),
             limits: Limits::default(),
             artifact_retention: Duration::from_secs(24 * 60 * 60),
+            models_dir: None,
+            job_threads: 1,
         }
     }
 }

@@ -40,6 +40,10 @@ pub struct ChildTask {
     pub output_name: String,
     /// Input limits for the engine.
     pub limits: Limits,
+    /// The model descriptor (`.yaml`, checkpoints beside it) of a `separate` job, resolved by
+    /// the parent from the installed models.
+    #[serde(default)]
+    pub model: Option<PathBuf>,
 }
 
 /// One line the child writes.
@@ -96,6 +100,7 @@ mod tests {
             output_dir: "/tmp/jobs/job_x-1/out".into(),
             output_name: "my song".into(),
             limits: Limits::default(),
+            model: None,
         };
         let text = serde_json::to_string(&task).unwrap();
         assert!(text.contains(r#""operation":"convert""#));

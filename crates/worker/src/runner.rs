@@ -7,12 +7,14 @@ use crate::protocol::{ChildArtifact, ChildMessage, ChildTask, MAX_ARTIFACTS, MAX
 use crate::sandbox::{kill_group, sandboxed_command};
 use crate::WorkerConfig;
 use audiomill_blob::{BlobError, BlobKey, BlobStore};
-use audiomill_core::{ArtifactId, AudioFormat, ErrorCode, InputRef, JobError};
-use audiomill_store::{Artifact, ClaimedJob, Heartbeat, Lease, Store};
+use audiomill_core::{
+    ArtifactId, AudioFormat, ErrorCode, InputRef, JobError, Operation, OperationKind,
+};
+use audiomill_store::{Artifact, ClaimedJob, Heartbeat, Job, Lease, Store};
 use chrono::Utc;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -196,6 +198,47 @@ async fn resolve_input(shared: &Shared, claimed: &ClaimedJob) -> Result<BlobKey,
     }
 }
 
+/// The descriptor of a `separate` job's model (`None` for other operations). A model removed
+/// since the job was accepted fails the job for good: retrying cannot bring it back.
+fn resolve_model(config: &WorkerConfig, job: &Job) -> Result<Option<PathBuf>, JobError> {
+    if job.operation != OperationKind::Separate {
+        return Ok(None);
+    }
+    let options = match Operation::from_parts(job.operation, &job.options) {
+        Ok(Operation::Separate(options)) => options,
+        Ok(_) | Err(_) => {
+            return Err(JobError::new(
+                ErrorCode::InvalidInput,
+                "the job's options are not valid separate options",
+            ))
+        }
+    };
+    let not_installed = |detail: String| JobError::new(ErrorCode::ModelNotInstalled, detail);
+    let Some(dir) = &config.models_dir else {
+        return Err(not_installed(format!(
+            "model {} is not installed on this worker",
+            options.model
+        )));
+    };
+    let store = audiomill_models::ModelStore::new(dir.clone());
+    match store.resolve(
+        options.model.as_str(),
+        &audiomill_models::Catalog::official(),
+    ) {
+        Ok(installed) => Ok(Some(installed.descriptor)),
+        Err(e @ audiomill_models::ModelsError::NotInstalled { .. }) => {
+            Err(not_installed(e.to_string()))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, model = %options.model, "cannot resolve the job's model");
+            Err(not_installed(format!(
+                "model {} could not be loaded on this worker",
+                options.model
+            )))
+        }
+    }
+}
+
 /// Copies the input in, runs the child and watches it until it ends.
 async fn run_child(
     shared: &Shared,
@@ -209,6 +252,10 @@ async fn run_child(
     let config = &shared.config;
     let job = &claimed.job;
 
+    let model = match resolve_model(config, job) {
+        Ok(model) => model,
+        Err(error) => return RunEnd::Failed(error),
+    };
     let key = match resolve_input(shared, claimed).await {
         Ok(key) => key,
         Err(error) => return RunEnd::Failed(error),
@@ -246,6 +293,7 @@ async fn run_child(
     };
     let mut command = sandboxed_command(&program, args, &config.child_limits);
     command
+        .env("RAYON_NUM_THREADS", config.job_threads.max(1).to_string())
         .current_dir(dir.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -272,6 +320,7 @@ async fn run_child(
             .clone()
             .unwrap_or_else(|| "output".to_owned()),
         limits: config.limits,
+        model,
     };
     let mut payload = serde_json::to_vec(&task).expect("a task serializes to JSON");
     payload.push(b'\n');
@@ -492,7 +541,7 @@ fn plain_file_name(name: &str) -> bool {
 fn valid_download_name(name: &str) -> bool {
     let ok_char = |c: char| c.is_alphanumeric() || " -_.()".contains(c);
     !name.is_empty()
-        && name.chars().count() <= 120
+        && name.chars().count() <= 160
         && name.chars().all(ok_char)
         && !name.starts_with('.')
 }
@@ -549,8 +598,9 @@ async fn ingest(
         .checked_add_signed(retention)
         .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
     let mut rows: Vec<Artifact> = Vec::with_capacity(artifacts.len());
-    for artifact in artifacts {
-        let id = ArtifactId::new();
+    // Listed by (created_at, id): ascending ids keep the order the child reported them in.
+    let ids = ArtifactId::ascending(artifacts.len());
+    for (artifact, id) in artifacts.into_iter().zip(ids) {
         let key = BlobKey::artifact(job.id, id);
         match shared.blob.put_file(&key, &out.join(&artifact.file)).await {
             Ok(size) => rows.push(Artifact {
@@ -857,7 +907,7 @@ mod tests {
             assert!(!plain_file_name(bad), "{bad:?}");
         }
         assert!(valid_download_name("my song (live).mp3"));
-        for bad in ["", ".hidden", "a/b.mp3", "a\"b", "a\r\nb", &"x".repeat(121)] {
+        for bad in ["", ".hidden", "a/b.mp3", "a\"b", "a\r\nb", &"x".repeat(161)] {
             assert!(!valid_download_name(bad), "{bad:?}");
         }
         for ok in [

@@ -4,6 +4,7 @@ pub mod docs;
 pub mod files;
 pub mod health;
 pub mod jobs;
+pub mod models;
 pub mod uploads;
 
 use axum::extract::FromRequestParts;

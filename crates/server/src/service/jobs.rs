@@ -1,7 +1,7 @@
 //! Submitting, listing, canceling and deleting jobs.
 
 use audiomill_blob::BlobKey;
-use audiomill_core::{InputRef, JobId, JobRequest, JobSpec, JobState};
+use audiomill_core::{InputRef, JobId, JobRequest, JobSpec, JobState, Operation, SeparateOptions};
 use audiomill_store::{CancelOutcome, Idempotency, InsertJob, Job, JobFilter, NewJob, Page};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Request};
@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::{client_addr_of, Tenant};
 use crate::service::uploads;
+use crate::state::ModelLookupError;
 use crate::{AppError, AppState};
 
 /// Largest page of a job listing.
@@ -78,6 +79,9 @@ pub async fn submit(
             None
         }
     };
+    if let Operation::Separate(options) = &spec.operation {
+        check_model(state, options).await?;
+    }
     let new = NewJob {
         id: JobId::new(),
         account_id: tenant.account,
@@ -104,6 +108,38 @@ pub async fn submit(
             "this Idempotency-Key was already used with a different request",
         )),
     }
+}
+
+/// Refuses a `separate` job whose model is not installed (with the command that installs it)
+/// or does not fit its options, before anything is queued.
+async fn check_model(state: &AppState, options: &SeparateOptions) -> Result<(), AppError> {
+    let model = match state.models().lookup(&options.model).await {
+        Ok(model) => model,
+        Err(e @ ModelLookupError::NotInstalled { .. }) => {
+            return Err(AppError::unprocessable(
+                "model_not_installed",
+                e.to_string(),
+            ))
+        }
+        Err(ModelLookupError::Failed(e)) => {
+            return Err(AppError::internal(format!("model lookup: {e}")))
+        }
+    };
+    options
+        .output_stems(&model.stems)
+        .map_err(|e| AppError::unprocessable("invalid_job", e.0))?;
+    if let Some(segment) = options.segment {
+        if segment > model.max_segment_secs {
+            return Err(AppError::unprocessable(
+                "invalid_job",
+                format!(
+                    "segment {segment} s is longer than model {} accepts: at most {} s",
+                    options.model, model.max_segment_secs
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The multipart form of job submission: upload the `file` part, then submit `spec` with it.
