@@ -19,7 +19,7 @@ pub fn run(config: &Config, command: ModelsCommand) -> anyhow::Result<ExitCode> 
         ModelsCommand::List => {
             let models = store.list(&catalog)?;
             println!(
-                "{:<16} {:<10} {:>9}  {:<40} DESCRIPTION",
+                "{:<16} {:<11} {:>9}  {:<40} DESCRIPTION",
                 "NAME", "STATUS", "SIZE", "STEMS"
             );
             for m in models {
@@ -33,7 +33,7 @@ pub fn run(config: &Config, command: ModelsCommand) -> anyhow::Result<ExitCode> 
                     .map(|b| format!("{:.1} MB", b as f64 / 1e6))
                     .unwrap_or_default();
                 println!(
-                    "{:<16} {:<10} {:>9}  {:<40} {}",
+                    "{:<16} {:<11} {:>9}  {:<40} {}",
                     m.name,
                     status,
                     size,
