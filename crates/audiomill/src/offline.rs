@@ -115,8 +115,9 @@ pub fn separate(config: &Config, args: SeparateArgs) -> anyhow::Result<ExitCode>
         options.model.as_str(),
         &audiomill_models::Catalog::official(),
     )?;
-    let bag = audiomill_separate::load_model(&model.descriptor, &candle_core::Device::Cpu)
-        .map_err(|e| anyhow::anyhow!("model {}: {e}", options.model))?;
+    let bag =
+        audiomill_separate::load_model(&model.descriptor, &audiomill_separate::default_device())
+            .map_err(|e| anyhow::anyhow!("model {}: {e}", options.model))?;
     let created = !args.out_dir.exists();
     std::fs::create_dir_all(&args.out_dir)
         .with_context(|| format!("cannot create {}", args.out_dir.display()))?;

@@ -33,7 +33,17 @@ pub use error::SeparateError;
 pub use separator::separate_tensor;
 pub use stream::{separate_file, SeparateParams, StemEncoding, StemFile, StreamStats};
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
+
+/// The device separations run on: the first CUDA GPU when the crate is built with the `cuda`
+/// feature and one is usable, the CPU otherwise.
+pub fn default_device() -> Device {
+    #[cfg(feature = "cuda")]
+    if let Ok(device) = Device::new_cuda(0) {
+        return device;
+    }
+    Device::Cpu
+}
 
 /// What a loaded network is: read from its checkpoint, never assumed.
 #[derive(Debug, Clone, PartialEq)]

@@ -146,7 +146,7 @@ pub(crate) fn run_task(
                 }
                 JobError::new(e.code(), e.public_message())
             };
-            let bag = audiomill_separate::load_model(model, &candle_core::Device::Cpu)
+            let bag = audiomill_separate::load_model(model, &audiomill_separate::default_device())
                 .map_err(separate_error)?;
             let params = audiomill_separate::SeparateParams::from_options(
                 &options,

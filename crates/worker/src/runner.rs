@@ -200,7 +200,7 @@ async fn resolve_input(shared: &Shared, claimed: &ClaimedJob) -> Result<BlobKey,
 
 /// The descriptor of a `separate` job's model (`None` for other operations). A model removed
 /// since the job was accepted fails the job for good: retrying cannot bring it back.
-fn resolve_model(config: &WorkerConfig, job: &Job) -> Result<Option<PathBuf>, JobError> {
+fn resolve_model(models_dir: Option<&Path>, job: &Job) -> Result<Option<PathBuf>, JobError> {
     if job.operation != OperationKind::Separate {
         return Ok(None);
     }
@@ -214,13 +214,13 @@ fn resolve_model(config: &WorkerConfig, job: &Job) -> Result<Option<PathBuf>, Jo
         }
     };
     let not_installed = |detail: String| JobError::new(ErrorCode::ModelNotInstalled, detail);
-    let Some(dir) = &config.models_dir else {
+    let Some(dir) = models_dir else {
         return Err(not_installed(format!(
             "model {} is not installed on this worker",
             options.model
         )));
     };
-    let store = audiomill_models::ModelStore::new(dir.clone());
+    let store = audiomill_models::ModelStore::new(dir.to_path_buf());
     match store.resolve(
         options.model.as_str(),
         &audiomill_models::Catalog::official(),
@@ -252,9 +252,18 @@ async fn run_child(
     let config = &shared.config;
     let job = &claimed.job;
 
-    let model = match resolve_model(config, job) {
-        Ok(model) => model,
-        Err(error) => return RunEnd::Failed(error),
+    // Reads the model's manifest and checks its files: blocking file system work.
+    let resolved = {
+        let (dir, job) = (config.models_dir.clone(), job.clone());
+        tokio::task::spawn_blocking(move || resolve_model(dir.as_deref(), &job)).await
+    };
+    let model = match resolved {
+        Ok(Ok(model)) => model,
+        Ok(Err(error)) => return RunEnd::Failed(error),
+        Err(e) => {
+            tracing::error!(error = %e, "model lookup task failed");
+            return RunEnd::Failed(internal());
+        }
     };
     let key = match resolve_input(shared, claimed).await {
         Ok(key) => key,
