@@ -64,31 +64,38 @@ fn erf(x: f32) -> f32 {
     y.copysign(x)
 }
 
-/// Runs `f` in a function compiled for AVX-512 (or AVX2 + FMA) when the CPU has it, so that
-/// the loops inlined into it vectorize 16 (8) lanes wide rather than baseline SSE2's 4.
-#[inline(always)]
-fn simd<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        fn avx512<R>(f: impl FnOnce() -> R) -> R {
-            f()
+/// Defines `$name` to run the `#[inline(always)]` function `$body` inlined into a copy
+/// compiled for AVX-512 (or AVX2 + FMA) when the CPU has it, so that its loops vectorize 16 (8)
+/// lanes wide rather than baseline SSE2's 4. (A closure would not do: it is not reliably
+/// inlined into the target-feature function.)
+macro_rules! simd_fn {
+    ($(#[$m:meta])* fn $name:ident($($a:ident: $t:ty),* $(,)?) = $body:ident;) => {
+        $(#[$m])*
+        fn $name($($a: $t),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($a: $t),*) {
+                    $body($($a),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($a: $t),*) {
+                    $body($($a),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports AVX-512F (checked just above).
+                    return unsafe { avx512($($a),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                    return unsafe { avx2($($a),*) };
+                }
+            }
+            $body($($a),*)
         }
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F (checked just above).
-            return unsafe { avx512(f) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            return unsafe { avx2(f) };
-        }
-    }
-    f()
+    };
 }
 
 /// How the affine parameters of a normalization map onto a normalized row.
@@ -213,13 +220,59 @@ fn apply_row(
     gelu: bool,
 ) {
     let args = (offset, mean, inv, group);
-    simd(|| {
-        if gelu {
-            affine_row(o, x, args, weight, bias, affine, gelu_scalar)
-        } else {
-            affine_row(o, x, args, weight, bias, affine, |v| v)
-        }
-    })
+    if gelu {
+        affine_row_gelu(o, x, args, weight, bias, affine)
+    } else {
+        affine_row_plain(o, x, args, weight, bias, affine)
+    }
+}
+
+#[inline(always)]
+fn affine_row_gelu_body(
+    o: &mut [f32],
+    x: &[f32],
+    args: (usize, f32, f32, usize),
+    weight: &[f32],
+    bias: &[f32],
+    affine: Affine,
+) {
+    affine_row(o, x, args, weight, bias, affine, gelu_scalar)
+}
+
+#[inline(always)]
+fn affine_row_plain_body(
+    o: &mut [f32],
+    x: &[f32],
+    args: (usize, f32, f32, usize),
+    weight: &[f32],
+    bias: &[f32],
+    affine: Affine,
+) {
+    affine_row(o, x, args, weight, bias, affine, |v| v)
+}
+
+simd_fn! {
+    /// [`affine_row`] followed by the GELU.
+    fn affine_row_gelu(
+        o: &mut [f32],
+        x: &[f32],
+        args: (usize, f32, f32, usize),
+        weight: &[f32],
+        bias: &[f32],
+        affine: Affine,
+    ) = affine_row_gelu_body;
+}
+
+simd_fn! {
+    /// [`affine_row`] alone.
+    fn affine_row_plain(
+        o: &mut [f32],
+        x: &[f32],
+        args: (usize, f32, f32, usize),
+        weight: &[f32],
+        bias: &[f32],
+        affine: Affine,
+    ) = affine_row_plain_body;
 }
 
 /// The loops of [`apply_row`] for the activation `act` (inlined into the SIMD context).
@@ -294,16 +347,36 @@ pub(crate) fn gelu(x: &Tensor) -> Result<Tensor> {
         let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
-            .for_each(|(o, x)| {
-                simd(|| {
-                    for (o, &x) in o.iter_mut().zip(x) {
-                        *o = gelu_scalar(x);
-                    }
-                })
-            });
+            .for_each(|(o, x)| gelu_slice(o, x));
         out
     })?;
     from_vec(out, shape)
+}
+
+#[inline(always)]
+fn gelu_slice_body(o: &mut [f32], x: &[f32]) {
+    for (o, &x) in o.iter_mut().zip(x) {
+        *o = gelu_scalar(x);
+    }
+}
+
+simd_fn! {
+    /// `o = gelu(x)` elementwise.
+    fn gelu_slice(o: &mut [f32], x: &[f32]) = gelu_slice_body;
+}
+
+#[inline(always)]
+fn glu_slice_body(o: &mut [f32], a: &[f32], b: &[f32]) {
+    for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+        // 1 / (1 + e^-b); for very negative b the reference's e^-b overflows to give 0, here
+        // e^88 gives ~6e-39.
+        *o = a * (1.0 / (1.0 + exp_approx(-b)));
+    }
+}
+
+simd_fn! {
+    /// `o = a · sigmoid(b)` elementwise.
+    fn glu_slice(o: &mut [f32], a: &[f32], b: &[f32]) = glu_slice_body;
 }
 
 /// `torch.nn.functional.glu(x, dim=1)`: the first half of the channels times the sigmoid of
@@ -337,15 +410,7 @@ pub(crate) fn glu(x: &Tensor) -> Result<Tensor> {
                 o_item
                     .par_chunks_mut(chunk)
                     .zip(a.par_chunks(chunk).zip(b.par_chunks(chunk)))
-                    .for_each(|(o, (a, b))| {
-                        simd(|| {
-                            for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                                // 1 / (1 + e^-b); for very negative b the reference's e^-b
-                                // overflows to give 0, here e^88 gives ~6e-39.
-                                *o = a * (1.0 / (1.0 + exp_approx(-b)));
-                            }
-                        })
-                    });
+                    .for_each(|(o, (a, b))| glu_slice(o, a, b));
             });
         out
     })?;
@@ -838,7 +903,7 @@ pub(crate) fn attention(
                     cs: c,
                 };
                 gemm(scores, nk, qh, kt, scale, false, false)?;
-                simd(|| scores.chunks_mut(nk).for_each(softmax_in_place));
+                softmax_rows(scores, nk);
                 let p = MatRef {
                     data: scores,
                     rows: rb,
@@ -859,6 +924,20 @@ pub(crate) fn attention(
         })
 }
 
+#[inline(always)]
+fn softmax_rows_body(scores: &mut [f32], len: usize) {
+    // Plain `for` loops here and below: iterator adapters like `for_each`/`fold` are separate
+    // generic functions that may stay out of line, outside the SIMD context.
+    for row in scores.chunks_mut(len) {
+        softmax_in_place(row);
+    }
+}
+
+simd_fn! {
+    /// [`softmax_in_place`] on each row of `len` scores.
+    fn softmax_rows(scores: &mut [f32], len: usize) = softmax_rows_body;
+}
+
 /// Softmax of one row of scores, in place: max, then `exp(x - max)` with partial sums per
 /// lane (a single running max or sum would serialize the loops on their latency), then the
 /// scaling.
@@ -871,12 +950,10 @@ fn softmax_in_place(row: &mut [f32]) {
             *m = if v > *m { v } else { *m };
         }
     }
-    let max = chunks
-        .remainder()
-        .iter()
-        .chain(&maxes)
-        .copied()
-        .fold(f32::NEG_INFINITY, f32::max);
+    let mut max = f32::NEG_INFINITY;
+    for &v in chunks.remainder().iter().chain(&maxes) {
+        max = max.max(v);
+    }
     let mut sums = [0f32; LANES];
     let mut chunks = row.chunks_exact_mut(LANES);
     for chunk in &mut chunks {
@@ -890,7 +967,10 @@ fn softmax_in_place(row: &mut [f32]) {
         *v = exp_approx(*v - max);
         sum += *v;
     }
-    let inv = 1.0 / (sum + sums.iter().sum::<f32>());
+    for s in sums {
+        sum += s;
+    }
+    let inv = 1.0 / sum;
     for v in row.iter_mut() {
         *v *= inv;
     }
