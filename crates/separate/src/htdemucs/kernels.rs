@@ -572,7 +572,7 @@ pub(crate) fn linear(x: &Tensor, w_t: &Tensor, bias: &Tensor) -> Result<Tensor> 
         return Ok(y.reshape(dims)?);
     }
     let bias = bias.to_vec1::<f32>()?;
-    let mut out: Vec<f32> = bias.iter().copied().cycle().take(rows * dout).collect();
+    let mut out = bias_filled(rows, &bias, 1);
     with_slice(x, |x| {
         with_slice(w_t, |w| {
             let a = MatRef {
@@ -600,6 +600,30 @@ pub(crate) fn linear(x: &Tensor, w_t: &Tensor, bias: &Tensor) -> Result<Tensor> 
 
 /// `[N, C, H, W]`.
 pub(crate) type Dims4 = (usize, usize, usize, usize);
+
+/// `[outer, bias.len(), inner]` filled with `bias[c]` along the middle dimension, in parallel:
+/// the first touch of a fresh output page faults, and serially that cost shows on large outputs.
+fn bias_filled(outer: usize, bias: &[f32], inner: usize) -> Vec<f32> {
+    let c = bias.len();
+    let mut out = vec![0f32; outer * c * inner];
+    if c == 0 || inner == 0 {
+        return out;
+    }
+    if inner == 1 {
+        // Rows of `c`: whole rows per task.
+        let piece = CHUNK.div_ceil(c) * c;
+        out.par_chunks_mut(piece).for_each(|o| {
+            for row in o.chunks_mut(c) {
+                row.copy_from_slice(bias);
+            }
+        });
+    } else {
+        out.par_chunks_mut(inner)
+            .enumerate()
+            .for_each(|(i, o)| o.fill(bias[i % c]));
+    }
+    out
+}
 
 /// Geometry of a 2-D convolution over one `[C, H, W]` item.
 #[derive(Clone, Copy)]
@@ -654,12 +678,7 @@ pub(crate) fn conv2d(
         return Err(SeparateError::Unsupported("convolution shapes".into()));
     }
     let plane = ho * wo;
-    let mut out: Vec<f32> = Vec::with_capacity(n * cout * plane);
-    for _ in 0..n {
-        for &b in bias {
-            out.extend(std::iter::repeat_n(b, plane));
-        }
-    }
+    let mut out = bias_filled(n, bias, plane);
     let wmat = MatRef {
         data: weight,
         rows: cout,
@@ -794,12 +813,7 @@ pub(crate) fn conv_tr_h(
     }
     let ho = (h - 1) * stride + kernel;
     let plane = ho * w;
-    let mut out: Vec<f32> = Vec::with_capacity(n * cout * plane);
-    for _ in 0..n {
-        for &b in bias {
-            out.extend(std::iter::repeat_n(b, plane));
-        }
-    }
+    let mut out = bias_filled(n, bias, plane);
     // wᵀ: `[Cout·K, Cin]`, a transposed view of the stored weight.
     let wt = MatRef {
         data: weight,
