@@ -6,9 +6,10 @@
 //! here as 1-D convolutions over the frequency axis with the time steps folded into the batch
 //! (candle's CPU 2-D transposed convolution is a naive loop; the 1-D ones are im2col + GEMM).
 
+use super::kernels::{self, Affine, Conv2dGeom};
 use crate::checkpoint::Weights;
 use crate::SeparateError;
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 
 type Result<T> = std::result::Result<T, SeparateError>;
 
@@ -21,16 +22,18 @@ fn add_channel_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
 
 /// `torch.nn.functional.glu(x, dim=1)`: first half times the sigmoid of the second.
 pub(crate) fn glu(x: &Tensor) -> Result<Tensor> {
-    let half = x.dim(1)? / 2;
-    let a = x.narrow(1, 0, half)?;
-    let b = x.narrow(1, half, half)?;
-    Ok((a * sigmoid(&b)?)?)
+    kernels::glu(x)
 }
 
-pub(crate) fn sigmoid(x: &Tensor) -> Result<Tensor> {
-    // 1 / (1 + e^-x); for very negative x, e^-x overflows to inf and the result is 0, as in
-    // the reference.
-    Ok((x.neg()?.exp()? + 1.0)?.recip()?)
+/// A 4-D CPU convolution through [`kernels::conv2d`] on `x` `[N, Cin, H, W]`.
+fn conv2d_cpu(x: &Tensor, weight: &Tensor, bias: &Tensor, geom: Conv2dGeom) -> Result<Tensor> {
+    let dims = x.dims4()?;
+    let (out, shape) = kernels::with_slice(x, |x| {
+        kernels::with_slice(weight, |w| {
+            kernels::with_slice(bias, |b| kernels::conv2d(x, dims, w, b, geom))
+        })
+    })????;
+    kernels::from_vec(out, shape)
 }
 
 /// `torch.nn.GroupNorm` (eps 1e-5) over `[N, C, ...]`.
@@ -60,22 +63,17 @@ impl GroupNorm {
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let xg = x.reshape((dims[0], self.groups, ()))?;
-        let y = normalize_last(&xg)?.reshape(dims.as_slice())?;
-        let mut shape = vec![1usize; dims.len()];
-        shape[1] = dims[1];
-        Ok(y.broadcast_mul(&self.weight.reshape(shape.as_slice())?)?
-            .broadcast_add(&self.bias.reshape(shape.as_slice())?)?)
+        self.forward_act(x, false)
     }
-}
 
-/// `(x - mean) / sqrt(var + 1e-5)` over the last dimension (biased variance, as the norms).
-pub(crate) fn normalize_last(x: &Tensor) -> Result<Tensor> {
-    let mean = x.mean_keepdim(D::Minus1)?;
-    let centered = x.broadcast_sub(&mean)?;
-    let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
-    Ok(centered.broadcast_div(&(var + 1e-5)?.sqrt()?)?)
+    /// The norm, then the exact GELU if `gelu`, in one fused pass.
+    pub(crate) fn forward_act(&self, x: &Tensor, gelu: bool) -> Result<Tensor> {
+        let dims = x.dims();
+        let channels = dims[1] / self.groups;
+        let inner: usize = dims[2..].iter().product();
+        let affine = Affine::Channels { channels, inner };
+        kernels::normalize(x, channels * inner, &self.weight, &self.bias, affine, gelu)
+    }
 }
 
 /// Optional GroupNorm (`nn.Identity` before `norm_starts`).
@@ -83,6 +81,14 @@ pub(crate) fn maybe_norm(norm: &Option<GroupNorm>, x: Tensor) -> Result<Tensor> 
     match norm {
         Some(n) => n.forward(&x),
         None => Ok(x),
+    }
+}
+
+/// Optional GroupNorm followed by the exact GELU.
+fn maybe_norm_gelu(norm: &Option<GroupNorm>, x: Tensor) -> Result<Tensor> {
+    match norm {
+        Some(n) => n.forward_act(&x, true),
+        None => kernels::gelu(&x),
     }
 }
 
@@ -117,10 +123,39 @@ impl Conv1d {
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if kernels::is_cpu_f32(x) {
+            // `[N, C, L]` as `[N, C, 1, L]`.
+            let (n, c, l) = x.dims3()?;
+            let k = self.weight.dim(2)?;
+            let geom = Conv2dGeom {
+                kernel: (1, k),
+                stride: (1, self.stride),
+                padding: (0, self.padding),
+                dilation: (1, self.dilation),
+            };
+            let y = conv2d_cpu(&x.reshape((n, c, 1, l))?, &self.weight, &self.bias, geom)?;
+            return Ok(y.squeeze(2)?);
+        }
         let y =
             x.contiguous()?
                 .conv1d(&self.weight, self.padding, self.stride, self.dilation, 1)?;
         add_channel_bias(&y, &self.bias)
+    }
+
+    /// The convolution along the frequency axis of `[B, C, F, T]` (a `[K, 1]` 2-D kernel).
+    fn forward_freq(&self, x: &Tensor) -> Result<Tensor> {
+        if kernels::is_cpu_f32(x) {
+            let k = self.weight.dim(2)?;
+            let geom = Conv2dGeom {
+                kernel: (k, 1),
+                stride: (self.stride, 1),
+                padding: (self.padding, 0),
+                dilation: (self.dilation, 1),
+            };
+            return conv2d_cpu(x, &self.weight, &self.bias, geom);
+        }
+        let t = x.dim(3)?;
+        unfold_time(&self.forward(&fold_time(x)?)?, t)
     }
 }
 
@@ -140,7 +175,30 @@ impl ConvTr1d {
         }
     }
 
+    /// The transposed convolution along the frequency axis of `[B, C, F, T]` (or along time
+    /// of `[B, C, L, 1]`).
+    fn forward_h(&self, x: &Tensor) -> Result<Tensor> {
+        if kernels::is_cpu_f32(x) {
+            let dims = x.dims4()?;
+            let k = self.weight.dim(2)?;
+            let (out, shape) = kernels::with_slice(x, |xs| {
+                kernels::with_slice(&self.weight, |w| {
+                    kernels::with_slice(&self.bias, |b| {
+                        kernels::conv_tr_h(xs, dims, w, b, k, self.stride)
+                    })
+                })
+            })????;
+            return kernels::from_vec(out, shape);
+        }
+        let t = x.dim(3)?;
+        unfold_time(&self.forward(&fold_time(x)?)?, t)
+    }
+
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if kernels::is_cpu_f32(x) {
+            let (n, c, l) = x.dims3()?;
+            return Ok(self.forward_h(&x.reshape((n, c, l, 1))?)?.squeeze(3)?);
+        }
         let (n, cin, l) = x.dims3()?;
         let (_, cout, k) = self.weight.dims3()?;
         let s = self.stride;
@@ -236,6 +294,15 @@ impl Conv2dSame {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, f, t) = x.dims4()?;
         let (co, _, k, _) = self.weight.dims4()?;
+        if kernels::is_cpu_f32(x) {
+            let geom = Conv2dGeom {
+                kernel: (k, k),
+                stride: (1, 1),
+                padding: (self.padding, self.padding),
+                dilation: (1, 1),
+            };
+            return conv2d_cpu(x, &self.weight, &self.bias, geom);
+        }
         let y = if k == 1 {
             // 1×1: a matrix product over channels.
             let w = self.weight.reshape((co, c))?;
@@ -309,9 +376,7 @@ impl DConv {
                 norm1: GroupNorm::load(w, &format!("{p}.1"), 1, hidden)?,
                 conv2: Conv1d::load(w, &format!("{p}.3"), hidden, 2 * channels, 1, 1, 0, 1)?,
                 norm2: GroupNorm::load(w, &format!("{p}.4"), 1, 2 * channels)?,
-                scale: w
-                    .take(&format!("{p}.6.scale"), &[channels])?
-                    .reshape((1, channels, 1))?,
+                scale: w.take(&format!("{p}.6.scale"), &[channels])?,
             });
         }
         Ok(DConv { layers })
@@ -321,9 +386,9 @@ impl DConv {
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut x = x.clone();
         for l in &self.layers {
-            let y = l.norm1.forward(&l.conv1.forward(&x)?)?.gelu_erf()?;
+            let y = l.norm1.forward_act(&l.conv1.forward(&x)?, true)?;
             let y = glu(&l.norm2.forward(&l.conv2.forward(&y)?)?)?;
-            x = (x + y.broadcast_mul(&l.scale)?)?;
+            x = kernels::add_scaled(&x, &y, &l.scale, true)?;
         }
         Ok(x)
     }
@@ -395,9 +460,7 @@ impl FreqEncoder {
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let t = x.dim(3)?;
-        let y = unfold_time(&self.conv.forward(&fold_time(x)?)?, t)?;
-        let y = maybe_norm(&self.norm1, y)?.gelu_erf()?;
+        let y = maybe_norm_gelu(&self.norm1, self.conv.forward_freq(x)?)?;
         let f = y.dim(2)?;
         let y = unfold_freq(&self.dconv.forward(&fold_freq(&y)?)?, f)?;
         glu(&maybe_norm(&self.norm2, self.rewrite.forward(&y)?)?)
@@ -459,7 +522,7 @@ impl TimeEncoder {
         } else {
             x.clone()
         };
-        let y = maybe_norm(&self.norm1, self.conv.forward(&x)?)?.gelu_erf()?;
+        let y = maybe_norm_gelu(&self.norm1, self.conv.forward(&x)?)?;
         let y = self.dconv.forward(&y)?;
         glu(&maybe_norm(&self.norm2, self.rewrite.forward(&y)?)?)
     }
@@ -515,12 +578,10 @@ impl FreqDecoder {
         let y = glu(&maybe_norm(&self.norm1, self.rewrite.forward(&x)?)?)?;
         let f = y.dim(2)?;
         let y = unfold_freq(&self.dconv.forward(&fold_freq(&y)?)?, f)?;
-        let t = y.dim(3)?;
-        let z = unfold_time(&self.conv_tr.forward(&fold_time(&y)?)?, t)?;
-        let z = maybe_norm(&self.norm2, z)?;
+        let z = maybe_norm(&self.norm2, self.conv_tr.forward_h(&y)?)?;
         let fz = z.dim(2)?;
         let z = z.narrow(2, self.pad, fz - 2 * self.pad)?;
-        Ok(if self.last { z } else { z.gelu_erf()? })
+        Ok(if self.last { z } else { kernels::gelu(&z)? })
     }
 }
 
@@ -581,6 +642,6 @@ impl TimeDecoder {
             )));
         }
         let z = z.narrow(2, self.pad, length)?;
-        Ok(if self.last { z } else { z.gelu_erf()? })
+        Ok(if self.last { z } else { kernels::gelu(&z)? })
     }
 }

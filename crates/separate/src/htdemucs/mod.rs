@@ -8,6 +8,7 @@
 //! [`transformer`] (`CrossTransformerEncoder`).
 
 mod config;
+mod kernels;
 mod layers;
 mod spec;
 mod transformer;

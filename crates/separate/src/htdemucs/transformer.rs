@@ -4,7 +4,7 @@
 //! between the frequency and time branches (odd layers); sinusoidal positional embeddings
 //! (2-D for the frequency branch, 1-D for the time branch).
 
-use super::layers::normalize_last;
+use super::kernels::{self, Affine};
 use super::Config;
 use crate::checkpoint::Weights;
 use crate::SeparateError;
@@ -12,8 +12,10 @@ use candle_core::{Device, Tensor, D};
 
 type Result<T> = std::result::Result<T, SeparateError>;
 
-/// Queries per attention block: bounds the `[heads, queries, keys]` score tensor (the
-/// frequency branch of htdemucs has 2688 tokens: 8 × 2688² floats would be 231 MB at once).
+/// Queries per attention block of the candle fallback (non-CPU devices): bounds the
+/// `[heads, queries, keys]` score tensor (the frequency branch of htdemucs has 2688 tokens:
+/// 8 × 2688² floats would be 231 MB at once). The CPU path blocks much finer, see
+/// [`kernels::attention`].
 const QUERY_BLOCK: usize = 1024;
 
 /// `nn.LayerNorm` over the last dimension (eps 1e-5).
@@ -31,9 +33,8 @@ impl LayerNorm {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(normalize_last(x)?
-            .broadcast_mul(&self.weight)?
-            .broadcast_add(&self.bias)?)
+        let c = self.weight.dim(0)?;
+        kernels::normalize(x, c, &self.weight, &self.bias, Affine::LastDim, false)
     }
 }
 
@@ -52,9 +53,8 @@ impl GroupNormAll {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, c) = x.dims3()?;
-        let y = normalize_last(&x.reshape((b, t * c))?)?.reshape((b, t, c))?;
-        Ok(y.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)?)
+        let (_, t, c) = x.dims3()?;
+        kernels::normalize(x, t * c, &self.weight, &self.bias, Affine::LastDim, false)
     }
 }
 
@@ -81,13 +81,7 @@ impl Linear {
 
     /// `x`: `[B, N, din]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, n, din) = x.dims3()?;
-        let y = x
-            .contiguous()?
-            .reshape((b * n, din))?
-            .matmul(&self.weight_t)?;
-        let dout = y.dim(1)?;
-        Ok(y.broadcast_add(&self.bias)?.reshape((b, n, dout))?)
+        kernels::linear(x, &self.weight_t, &self.bias)
     }
 }
 
@@ -118,6 +112,36 @@ impl Attention {
 
     /// `query`: `[B, Nq, C]`, `kv`: `[B, Nk, C]`.
     fn forward(&self, query: &Tensor, kv: &Tensor) -> Result<Tensor> {
+        if !kernels::is_cpu_f32(query) {
+            return self.forward_candle(query, kv);
+        }
+        let (b, nq, c) = query.dims3()?;
+        let nk = kv.dim(1)?;
+        let q = self.q.forward(query)?;
+        let k = self.k.forward(kv)?;
+        let v = self.v.forward(kv)?;
+        let mut y = vec![0f32; b * nq * c];
+        kernels::with_slice(&q, |q| {
+            kernels::with_slice(&k, |k| {
+                kernels::with_slice(&v, |v| {
+                    // One batch item at a time; heads are read in place (no split copies).
+                    for (i, out) in y.chunks_mut(nq * c).enumerate() {
+                        let (qi, ki, vi) = (
+                            &q[i * nq * c..(i + 1) * nq * c],
+                            &k[i * nk * c..(i + 1) * nk * c],
+                            &v[i * nk * c..(i + 1) * nk * c],
+                        );
+                        kernels::attention(qi, ki, vi, (nq, nk, c, self.heads), out)?;
+                    }
+                    Ok::<(), SeparateError>(())
+                })
+            })
+        })????;
+        self.out.forward(&kernels::from_vec(y, (b, nq, c))?)
+    }
+
+    /// The candle-op attention, for non-CPU devices.
+    fn forward_candle(&self, query: &Tensor, kv: &Tensor) -> Result<Tensor> {
         let (b, nq, c) = query.dims3()?;
         let nk = kv.dim(1)?;
         let h = self.heads;
@@ -211,13 +235,10 @@ impl Layer {
             (Some(norm_kv), Some(other)) => self.attn.forward(&q, &norm_kv.forward(other)?)?,
             _ => self.attn.forward(&q, &q)?,
         };
-        let x = (x + a.broadcast_mul(&self.gamma1)?)?;
-        let h = self
-            .linear1
-            .forward(&self.norm_ff.forward(&x)?)?
-            .gelu_erf()?;
+        let x = kernels::add_scaled(x, &a, &self.gamma1, false)?;
+        let h = kernels::gelu(&self.linear1.forward(&self.norm_ff.forward(&x)?)?)?;
         let f = self.linear2.forward(&h)?;
-        let x = (x + f.broadcast_mul(&self.gamma2)?)?;
+        let x = kernels::add_scaled(&x, &f, &self.gamma2, false)?;
         self.norm_out.forward(&x)
     }
 }
