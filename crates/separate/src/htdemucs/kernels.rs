@@ -686,8 +686,19 @@ pub(crate) fn conv2d(
         rs: kdim,
         cs: 1,
     };
-    let rows_per_block = (COLS_BLOCK / (kdim * wo).max(1)).clamp(1, ho.max(1));
-    // One item: GEMMs over blocks of output rows, im2col'ed into `cols` unless pointwise.
+    // Blocks of whole output rows, or of columns of one row when a row alone is too large (the
+    // 1-D convolutions of the time branch have a single row of up to ~86k columns).
+    let cols_per_block = if kdim * wo > COLS_BLOCK {
+        (COLS_BLOCK / kdim).max(1)
+    } else {
+        wo
+    };
+    let rows_per_block = if cols_per_block < wo {
+        1
+    } else {
+        (COLS_BLOCK / (kdim * wo).max(1)).clamp(1, ho.max(1))
+    };
+    // One item: GEMMs over blocks of outputs, im2col'ed into `cols` unless pointwise.
     let item = |xi: &[f32], oi: &mut [f32], cols: &mut Vec<f32>, par: bool| -> Result<()> {
         if g.is_pointwise() {
             let b = MatRef {
@@ -702,24 +713,24 @@ pub(crate) fn conv2d(
         let mut r0 = 0;
         while r0 < ho {
             let rb = rows_per_block.min(ho - r0);
-            let ncols = rb * wo;
-            cols.resize(kdim * ncols, 0.0);
-            im2col(
-                xi,
-                (cin, h, w),
-                g,
-                (r0, rb, wo),
-                &mut cols[..kdim * ncols],
-                par,
-            );
-            let b = MatRef {
-                data: cols,
-                rows: kdim,
-                cols: ncols,
-                rs: ncols,
-                cs: 1,
-            };
-            gemm(&mut oi[r0 * wo..], plane, wmat, b, 1.0, true, par)?;
+            let mut w0 = 0;
+            while w0 < wo {
+                let wb = cols_per_block.min(wo - w0);
+                // Either whole rows (`wb == wo`) or one row: the block's outputs are contiguous.
+                let ncols = rb * wb;
+                cols.resize(kdim * ncols, 0.0);
+                let block = (r0, rb, w0, wb);
+                im2col(xi, (h, w), g, block, &mut cols[..kdim * ncols], par);
+                let b = MatRef {
+                    data: cols,
+                    rows: kdim,
+                    cols: ncols,
+                    rs: ncols,
+                    cs: 1,
+                };
+                gemm(&mut oi[r0 * wo + w0..], plane, wmat, b, 1.0, true, par)?;
+                w0 += wb;
+            }
             r0 += rb;
         }
         Ok(())
@@ -738,33 +749,35 @@ pub(crate) fn conv2d(
     Ok((out, (n, cout, ho, wo)))
 }
 
-/// Rows `(ci, a, b)` × columns `(r0..r0+rb, 0..wo)` of the im2col matrix of one `[C, H, W]`
+/// Rows `(ci, a, b)` × columns `(r0..r0+rb, w0..w0+wb)` of the im2col matrix of one `[C, H, W]`
 /// item, zeros outside the input.
 fn im2col(
     x: &[f32],
-    (_, h, w): (usize, usize, usize),
+    (h, w): (usize, usize),
     g: Conv2dGeom,
-    (r0, rb, wo): (usize, usize, usize),
+    (r0, rb, w0, wb): (usize, usize, usize, usize),
     cols: &mut [f32],
     par: bool,
 ) {
     let (kh, kw) = g.kernel;
-    let ncols = rb * wo;
+    let ncols = rb * wb;
     let fill = |(r, dst): (usize, &mut [f32])| {
         let (ci, a, b) = (r / (kh * kw), (r / kw) % kh, r % kw);
         let plane = &x[ci * h * w..(ci + 1) * h * w];
-        for (i, drow) in dst.chunks_mut(wo).enumerate() {
+        for (i, drow) in dst.chunks_mut(wb).enumerate() {
             let hi = ((r0 + i) * g.stride.0 + a * g.dilation.0) as isize - g.padding.0 as isize;
             if hi < 0 || hi as usize >= h {
                 drow.fill(0.0);
                 continue;
             }
             let src = &plane[hi as usize * w..(hi as usize + 1) * w];
+            // Output column `w0 + j` reads input column `(w0 + j)·stride + off`.
             let off = (b * g.dilation.1) as isize - g.padding.1 as isize;
             if g.stride.1 == 1 {
                 // A shifted copy of the input row with zeros beyond its ends.
-                let lo = (-off).clamp(0, wo as isize) as usize;
-                let hi = (w as isize - off).clamp(lo as isize, wo as isize) as usize;
+                let off = off + w0 as isize;
+                let lo = (-off).clamp(0, wb as isize) as usize;
+                let hi = (w as isize - off).clamp(lo as isize, wb as isize) as usize;
                 drow[..lo].fill(0.0);
                 if hi > lo {
                     // lo >= -off, so the start is inside the row.
@@ -775,7 +788,7 @@ fn im2col(
                 continue;
             }
             for (j, d) in drow.iter_mut().enumerate() {
-                let wi = (j * g.stride.1) as isize + off;
+                let wi = ((w0 + j) * g.stride.1) as isize + off;
                 *d = if wi >= 0 && (wi as usize) < w {
                     src[wi as usize]
                 } else {
@@ -1047,6 +1060,35 @@ mod tests {
             let exact = candle_core::cpu::erf::erf_f64(x as f64);
             // A&S: 1.5e-7, plus the f32 rounding of `1 - p·t·e^(-x²)` (~4e-7 near 0).
             assert!((erf(x) as f64 - exact).abs() < 5e-7, "{x}");
+        }
+    }
+
+    #[test]
+    fn long_conv1d_in_column_blocks_matches_candle() {
+        // 12 × 100 000 im2col floats exceed COLS_BLOCK: one output row in column blocks.
+        let (cin, cout, k, l) = (4, 3, 3, 100_000);
+        let dev = candle_core::Device::Cpu;
+        let x = Tensor::randn(0f32, 1., (1, cin, l), &dev).unwrap();
+        let w = Tensor::randn(0f32, 1., (cout, cin, k), &dev).unwrap();
+        for (stride, padding, dilation) in [(1, 2, 2), (4, 1, 1)] {
+            let expected = x.conv1d(&w, padding, stride, dilation, 1).unwrap();
+            let geom = Conv2dGeom {
+                kernel: (1, k),
+                stride: (1, stride),
+                padding: (0, padding),
+                dilation: (1, dilation),
+            };
+            let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let ws = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let (y, dims) = conv2d(&xs, (1, cin, 1, l), &ws, &[0.0; 3], geom).unwrap();
+            assert_eq!(dims.3, expected.dim(2).unwrap());
+            let e = expected.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let err = y
+                .iter()
+                .zip(&e)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(err < 1e-5, "{err}");
         }
     }
 
