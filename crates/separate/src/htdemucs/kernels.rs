@@ -69,17 +69,17 @@ fn erf(x: f32) -> f32 {
 /// lanes wide rather than baseline SSE2's 4. (A closure would not do: it is not reliably
 /// inlined into the target-feature function.)
 macro_rules! simd_fn {
-    ($(#[$m:meta])* fn $name:ident($($a:ident: $t:ty),* $(,)?) = $body:ident;) => {
+    ($(#[$m:meta])* fn $name:ident($($a:ident: $t:ty),* $(,)?) $(-> $r:ty)? = $body:ident;) => {
         $(#[$m])*
-        fn $name($($a: $t),*) {
+        fn $name($($a: $t),*) $(-> $r)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]
-                fn avx512($($a: $t),*) {
+                fn avx512($($a: $t),*) $(-> $r)? {
                     $body($($a),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
-                fn avx2($($a: $t),*) {
+                fn avx2($($a: $t),*) $(-> $r)? {
                     $body($($a),*)
                 }
                 if std::arch::is_x86_feature_detected!("avx512f") {
@@ -181,27 +181,74 @@ pub(crate) fn normalize(
 /// Mean and `1 / sqrt(var + 1e-5)` of `x`, in parallel pieces when `par`.
 fn row_stats(x: &[f32], par: bool) -> (f32, f32) {
     let n = x.len() as f64;
-    let sum = |s: &[f32]| s.iter().map(|&v| v as f64).sum::<f64>();
     let total = if par {
-        x.par_chunks(CHUNK).map(sum).sum::<f64>()
+        x.par_chunks(CHUNK).map(sum_f64).sum::<f64>()
     } else {
-        sum(x)
+        sum_f64(x)
     };
     let mean = total / n;
-    let sq = |s: &[f32]| {
-        s.iter()
-            .map(|&v| {
-                let d = v as f64 - mean;
-                d * d
-            })
-            .sum::<f64>()
-    };
     let var = if par {
-        x.par_chunks(CHUNK).map(sq).sum::<f64>()
+        x.par_chunks(CHUNK)
+            .map(|s| sum_sq_dev(s, mean))
+            .sum::<f64>()
     } else {
-        sq(x)
+        sum_sq_dev(x, mean)
     } / n;
     (mean as f32, (1.0 / (var + 1e-5).sqrt()) as f32)
+}
+
+/// Lanes of the `f64` accumulations (one AVX-512 register).
+const LANES_F64: usize = 8;
+
+#[inline(always)]
+fn sum_f64_body(x: &[f32]) -> f64 {
+    // Partial sums per lane: a single running sum would serialize on the add latency.
+    let mut lanes = [0f64; LANES_F64];
+    let mut chunks = x.chunks_exact(LANES_F64);
+    for chunk in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(chunk) {
+            *l += v as f64;
+        }
+    }
+    let mut total = 0f64;
+    for &v in chunks.remainder() {
+        total += v as f64;
+    }
+    for l in lanes {
+        total += l;
+    }
+    total
+}
+
+simd_fn! {
+    /// `Σ x` in `f64`.
+    fn sum_f64(x: &[f32]) -> f64 = sum_f64_body;
+}
+
+#[inline(always)]
+fn sum_sq_dev_body(x: &[f32], mean: f64) -> f64 {
+    let mut lanes = [0f64; LANES_F64];
+    let mut chunks = x.chunks_exact(LANES_F64);
+    for chunk in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(chunk) {
+            let d = v as f64 - mean;
+            *l += d * d;
+        }
+    }
+    let mut total = 0f64;
+    for &v in chunks.remainder() {
+        let d = v as f64 - mean;
+        total += d * d;
+    }
+    for l in lanes {
+        total += l;
+    }
+    total
+}
+
+simd_fn! {
+    /// `Σ (x - mean)²` in `f64`.
+    fn sum_sq_dev(x: &[f32], mean: f64) -> f64 = sum_sq_dev_body;
 }
 
 /// Writes the normalized, affine (and GELU'd) `x` into `o`; `x` starts at element `offset` of
