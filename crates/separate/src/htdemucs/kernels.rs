@@ -426,6 +426,83 @@ simd_fn! {
     fn glu_slice(o: &mut [f32], a: &[f32], b: &[f32]) = glu_slice_body;
 }
 
+#[inline(always)]
+fn norm_glu_slice_body(o: &mut [f32], a: &[f32], b: &[f32], stats: (f32, f32), ab: [f32; 4]) {
+    let (mean, inv) = stats;
+    let [wa, ba, wb, bb] = ab;
+    for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+        // The same expression as `apply_row`, so the result matches norm-then-GLU exactly.
+        let a = (a - mean) * inv * wa + ba;
+        let b = (b - mean) * inv * wb + bb;
+        *o = a * (1.0 / (1.0 + exp_approx(-b)));
+    }
+}
+
+simd_fn! {
+    /// `o = norm(a) · sigmoid(norm(b))` elementwise, `norm(v) = (v - mean)·inv·w + b` with
+    /// `stats = (mean, inv)` and `ab = [w_a, b_a, w_b, b_b]`: a norm and the GLU in one pass.
+    fn norm_glu_slice(
+        o: &mut [f32],
+        a: &[f32],
+        b: &[f32],
+        stats: (f32, f32),
+        ab: [f32; 4],
+    ) = norm_glu_slice_body;
+}
+
+/// `glu(GroupNorm(1, 2C)(x))` for `x` `[N, 2C, T]` (the end of each DConv branch) in one pass
+/// and one `[N, C, T]` output, instead of a normalized `[N, 2C, T]` temporary.
+pub(crate) fn group_norm1_glu(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let (n, c2, t) = x.dims3()?;
+    if !is_cpu_f32(x) || c2 % 2 != 0 {
+        let affine = Affine::Channels {
+            channels: c2,
+            inner: t,
+        };
+        return glu(&normalize(x, c2 * t, weight, bias, affine, false)?);
+    }
+    let half = c2 / 2;
+    let weight = weight.to_vec1::<f32>()?;
+    let bias = bias.to_vec1::<f32>()?;
+    let out = with_slice(x, |x| {
+        let mut out = vec![0f32; n * half * t];
+        if t == 0 {
+            return out;
+        }
+        // Item `xi` into `oi`; `par` splits the item over channels (few, long items).
+        let item = |xi: &[f32], oi: &mut [f32], par: bool| {
+            let stats = row_stats(xi, par);
+            let (a, b) = xi.split_at(half * t);
+            let channel = |ch: usize, o: &mut [f32], a: &[f32], b: &[f32]| {
+                let ab = [weight[ch], bias[ch], weight[ch + half], bias[ch + half]];
+                norm_glu_slice(o, a, b, stats, ab);
+            };
+            if par {
+                oi.par_chunks_mut(t)
+                    .zip(a.par_chunks(t).zip(b.par_chunks(t)))
+                    .enumerate()
+                    .for_each(|(ch, (o, (a, b)))| channel(ch, o, a, b));
+            } else {
+                oi.chunks_mut(t)
+                    .zip(a.chunks(t).zip(b.chunks(t)))
+                    .enumerate()
+                    .for_each(|(ch, (o, (a, b)))| channel(ch, o, a, b));
+            }
+        };
+        if n >= 2 * rayon::current_num_threads() {
+            out.par_chunks_mut(half * t)
+                .zip(x.par_chunks(c2 * t))
+                .for_each(|(oi, xi)| item(xi, oi, false));
+        } else {
+            for (oi, xi) in out.chunks_mut(half * t).zip(x.chunks(c2 * t)) {
+                item(xi, oi, true);
+            }
+        }
+        out
+    })?;
+    from_vec(out, (n, half, t))
+}
+
 /// `torch.nn.functional.glu(x, dim=1)`: the first half of the channels times the sigmoid of
 /// the second half, for `[N, 2C, ...]`.
 pub(crate) fn glu(x: &Tensor) -> Result<Tensor> {
