@@ -66,6 +66,15 @@ impl GroupNorm {
         self.forward_act(x, false)
     }
 
+    /// `glu(self.forward(x))` on `[N, 2C, T]`, fused for the one-group norms of DConv.
+    pub(crate) fn forward_glu(&self, x: &Tensor) -> Result<Tensor> {
+        if self.groups == 1 && x.rank() == 3 {
+            kernels::group_norm1_glu(x, &self.weight, &self.bias)
+        } else {
+            glu(&self.forward(x)?)
+        }
+    }
+
     /// The norm, then the exact GELU if `gelu`, in one fused pass.
     pub(crate) fn forward_act(&self, x: &Tensor, gelu: bool) -> Result<Tensor> {
         let dims = x.dims();
@@ -387,7 +396,7 @@ impl DConv {
         let mut x = x.clone();
         for l in &self.layers {
             let y = l.norm1.forward_act(&l.conv1.forward(&x)?, true)?;
-            let y = glu(&l.norm2.forward(&l.conv2.forward(&y)?)?)?;
+            let y = l.norm2.forward_glu(&l.conv2.forward(&y)?)?;
             x = kernels::add_scaled(&x, &y, &l.scale, true)?;
         }
         Ok(x)
