@@ -3,10 +3,9 @@
 //! the `separate` crate (official checkpoint format, random weights, 8 kHz).
 
 use crate::support::audio::{db, ffprobe, ffprobe_path, noise, sine, wav};
-use crate::support::{assert_problem, cli, TestServer, BIN};
+use crate::support::{assert_problem, cli, TestServer};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -179,18 +178,10 @@ async fn a_model_that_is_not_installed_is_refused_with_the_install_command() {
     assert_eq!(jobs["jobs"].as_array().unwrap().len(), 0, "{jobs}");
 }
 
+/// The CLI with `--data-dir`: (success, stdout, stderr).
 fn run(args: &[&str], data_dir: &Path) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (status, stdout, stderr) = cli(args, data_dir);
+    (status.success(), stdout, stderr)
 }
 
 #[test]
