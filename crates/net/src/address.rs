@@ -22,6 +22,28 @@ pub fn check(ip: IpAddr) -> Result<IpAddr, Refused> {
     }
 }
 
+/// The ranges `allow_private_networks` opens (for tests and closed networks). Link-local
+/// (cloud metadata at 169.254.169.254), multicast, unspecified and reserved stay refused.
+const PRIVATE_KINDS: [&str; 4] = [
+    "loopback",
+    "private",
+    "shared (CGNAT)",
+    "unique local (private)",
+];
+
+/// [`check`], with loopback and private ranges allowed when `allow_private_networks` is set.
+pub fn check_with(ip: IpAddr, allow_private_networks: bool) -> Result<IpAddr, Refused> {
+    match check(ip) {
+        Err(refused) if allow_private_networks && PRIVATE_KINDS.contains(&refused.0) => {
+            Ok(match ip {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+                v4 => v4,
+            })
+        }
+        other => other,
+    }
+}
+
 /// IPv4 ranges refused, with the name given in errors (RFC 6890 and the IANA registry).
 const V4_REFUSED: &[([u8; 4], u8, &str)] = &[
     ([0, 0, 0, 0], 8, "unspecified (\"this network\")"),
@@ -196,6 +218,28 @@ mod tests {
         ];
         for (ip, range) in table {
             assert_eq!(refused(ip), Some(range), "{ip}");
+        }
+    }
+
+    #[test]
+    fn the_private_switch_opens_private_ranges_only() {
+        for ip in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "192.168.1.2",
+            "100.64.1.1",
+            "::1",
+            "fd00::1",
+        ] {
+            assert!(check_with(ip.parse().unwrap(), true).is_ok(), "{ip}");
+            assert!(check_with(ip.parse().unwrap(), false).is_err(), "{ip}");
+        }
+        assert_eq!(
+            check_with("::ffff:127.0.0.1".parse().unwrap(), true),
+            Ok("127.0.0.1".parse().unwrap())
+        );
+        for ip in ["169.254.169.254", "0.0.0.0", "224.0.0.1", "fe80::1", "::"] {
+            assert!(check_with(ip.parse().unwrap(), true).is_err(), "{ip}");
         }
     }
 

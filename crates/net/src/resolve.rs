@@ -50,11 +50,8 @@ pub fn resolve_checked(
     }
     let mut checked = Vec::with_capacity(found.len());
     for ip in found {
-        let target = if allow_private_networks {
-            ip
-        } else {
-            address::check(ip).map_err(|e| ResolveRefused::Address(e.0))?
-        };
+        let target = address::check_with(ip, allow_private_networks)
+            .map_err(|e| ResolveRefused::Address(e.0))?;
         let addr = SocketAddr::new(target, port);
         if !checked.contains(&addr) {
             checked.push(addr);

@@ -12,8 +12,8 @@ pub const MAX_URL_BYTES: usize = 2048;
 pub struct UrlPolicy {
     /// Ports allowed besides the scheme's default (80, 443).
     pub extra_ports: Vec<u16>,
-    /// Allow private, loopback and other non-global addresses. Off by default; tests turn it
-    /// on to reach their local servers.
+    /// Allow loopback and private addresses (never link-local, multicast or reserved ones).
+    /// Off by default; tests turn it on to reach their local servers.
     pub allow_private_networks: bool,
 }
 
@@ -74,14 +74,16 @@ impl OutboundUrl {
             Some(Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
             Some(Host::Domain(name)) => {
                 let name = name.trim_end_matches('.');
-                if name == "localhost" || name.ends_with(".localhost") {
+                let local = name == "localhost" || name.ends_with(".localhost");
+                if local && !policy.allow_private_networks {
                     return Err(UrlRefused::Address("loopback"));
                 }
                 None
             }
         };
-        if let (Some(ip), false) = (literal, policy.allow_private_networks) {
-            address::check(ip).map_err(|e| UrlRefused::Address(e.0))?;
+        if let Some(ip) = literal {
+            address::check_with(ip, policy.allow_private_networks)
+                .map_err(|e| UrlRefused::Address(e.0))?;
         }
         Ok(OutboundUrl { url })
     }
