@@ -5,14 +5,16 @@
 //! ([`OutboundUrl::parse`]), and every address a name resolves to, on every redirect hop, is
 //! checked before a connection is made ([`address::check`]).
 //!
-//! Built so far: the address policy, the URL checks and checked name resolution. Still to come (see the issue): the
-//! client that resolves names itself and connects only to checked addresses, redirects, byte
-//! and time caps, and yt-dlp.
+//! Built so far: the address policy, the URL checks, checked name resolution and the
+//! [`Fetcher`] (redirects re-checked, byte and time caps). Still to come (see the issue):
+//! URL inputs of jobs, the `download` operation, yt-dlp and playlists.
 
 pub mod address;
+mod client;
 mod resolve;
 mod url_policy;
 
 pub use address::Refused;
+pub use client::{FetchError, FetchLimits, Fetched, Fetcher};
 pub use resolve::{resolve_checked, Resolve, ResolveRefused, SystemResolver};
 pub use url_policy::{OutboundUrl, UrlPolicy, UrlRefused, MAX_URL_BYTES};
