@@ -6,13 +6,15 @@
 //! checked before a connection is made ([`address::check`]).
 //!
 //! Built so far: the address policy, the URL checks, checked name resolution and the
-//! [`Fetcher`] (redirects re-checked, byte and time caps). Still to come (see the issue):
+//! [`Fetcher`] (redirects re-checked, byte and time caps), and the mapping of yt-dlp's errors
+//! to stable codes ([`ytdlp_errors`]). Still to come (see the issue):
 //! URL inputs of jobs, the `download` operation, yt-dlp and playlists.
 
 pub mod address;
 mod client;
 mod resolve;
 mod url_policy;
+pub mod ytdlp_errors;
 
 pub use address::Refused;
 pub use client::{FetchError, FetchLimits, Fetched, Fetcher};
