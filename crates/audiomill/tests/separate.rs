@@ -38,14 +38,7 @@ async fn a_separate_job_gives_one_decodable_stem_per_source_at_the_input_rate() 
     let server = TestServer::start().await;
     import_tiny(&server.data_dir);
 
-    let models: serde_json::Value = server
-        .get("/v1/models")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models = server.get_json("/v1/models").await;
     let models = models["models"].as_array().unwrap();
     let by_name = |n: &str| models.iter().find(|m| m["name"] == n).cloned();
     let tiny = by_name("tiny").expect("the imported model is listed");
@@ -167,14 +160,7 @@ async fn a_model_that_is_not_installed_is_refused_with_the_install_command() {
         assert!(detail.contains(says), "{options}: {detail}");
     }
     // Nothing was queued by the refused requests.
-    let jobs: serde_json::Value = server
-        .get("/v1/jobs")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jobs = server.get_json("/v1/jobs").await;
     assert_eq!(jobs["jobs"].as_array().unwrap().len(), 0, "{jobs}");
 }
 

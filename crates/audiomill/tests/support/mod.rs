@@ -191,14 +191,13 @@ impl TestServer {
         body
     }
 
+    /// `GET path` with the key, as JSON (any status).
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.get(path).send().await.unwrap().json().await.unwrap()
+    }
+
     pub async fn job(&self, id: &str) -> serde_json::Value {
-        self.get(&format!("/v1/jobs/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.get_json(&format!("/v1/jobs/{id}")).await
     }
 
     /// Polls a job until `pred` holds (or panics after `timeout`).

@@ -859,18 +859,37 @@ pub(crate) fn conv2d(
         }
         Ok(())
     };
-    let xs = x.chunks(cin * h * w.max(1));
+    for_each_item(x, cin * h * w.max(1), &mut out, cout * plane, n, item)?;
+    Ok((out, (n, cout, ho, wo)))
+}
+
+/// Runs a convolution's `item(input, output, scratch, parallel_inside)` for each of the `n`
+/// batch items: across items on rayon when there are enough of them to keep every thread busy
+/// (each thread with its own im2col scratch), else one item at a time with the parallelism
+/// inside the item's GEMM.
+fn for_each_item<F>(
+    x: &[f32],
+    x_len: usize,
+    out: &mut [f32],
+    out_len: usize,
+    n: usize,
+    item: F,
+) -> Result<()>
+where
+    F: Fn(&[f32], &mut [f32], &mut Vec<f32>, bool) -> Result<()> + Sync,
+{
+    let xs = x.chunks(x_len);
     if n >= 2 * rayon::current_num_threads() {
-        out.par_chunks_mut(cout * plane)
+        out.par_chunks_mut(out_len)
             .zip(xs.collect::<Vec<_>>())
-            .try_for_each_init(Vec::new, |cols, (oi, xi)| item(xi, oi, cols, false))?;
+            .try_for_each_init(Vec::new, |cols, (oi, xi)| item(xi, oi, cols, false))
     } else {
         let mut cols = Vec::new();
-        for (oi, xi) in out.chunks_mut(cout * plane).zip(xs) {
+        for (oi, xi) in out.chunks_mut(out_len).zip(xs) {
             item(xi, oi, &mut cols, true)?;
         }
+        Ok(())
     }
-    Ok((out, (n, cout, ho, wo)))
 }
 
 /// Rows `(ci, a, b)` × columns `(r0..r0+rb, w0..w0+wb)` of the im2col matrix of one `[C, H, W]`
@@ -996,17 +1015,7 @@ pub(crate) fn conv_tr_h(
         }
         Ok(())
     };
-    let xs = x.chunks(cin * h * w);
-    if n >= 2 * rayon::current_num_threads() {
-        out.par_chunks_mut(cout * plane)
-            .zip(xs.collect::<Vec<_>>())
-            .try_for_each_init(Vec::new, |cols, (oi, xi)| item(xi, oi, cols, false))?;
-    } else {
-        let mut cols = Vec::new();
-        for (oi, xi) in out.chunks_mut(cout * plane).zip(xs) {
-            item(xi, oi, &mut cols, true)?;
-        }
-    }
+    for_each_item(x, cin * h * w, &mut out, cout * plane, n, item)?;
     Ok((out, (n, cout, ho, w)))
 }
 
