@@ -14,9 +14,14 @@ pub mod address;
 mod client;
 mod resolve;
 mod url_policy;
+pub mod ytdlp;
 pub mod ytdlp_errors;
 
 pub use address::Refused;
 pub use client::{FetchError, FetchLimits, Fetched, Fetcher};
 pub use resolve::{resolve_checked, Resolve, ResolveRefused, SystemResolver};
 pub use url_policy::{OutboundUrl, UrlPolicy, UrlRefused, MAX_URL_BYTES};
+pub use ytdlp::{
+    Downloaded, MediaMeta, PlaylistEntry, PlaylistMeta, Probe, YtDlp, YtDlpConfig, YtDlpError,
+};
+pub use ytdlp_errors::SiteFailure;

@@ -103,6 +103,7 @@ const PATTERNS: &[(&str, SiteFailure)] = &[
     ("login required", SiteFailure::LoginRequired),
     ("use --cookies", SiteFailure::LoginRequired),
     ("unsupported url", SiteFailure::UnsupportedSite),
+    ("no suitable extractor", SiteFailure::UnsupportedSite),
     ("video unavailable", SiteFailure::Unavailable),
     ("this video is unavailable", SiteFailure::Unavailable),
     ("has been removed", SiteFailure::Unavailable),
@@ -148,6 +149,8 @@ mod tests {
             ("ERROR: [soundcloud] 123: Unable to download JSON metadata: HTTP Error 404: Not Found (caused by <HTTPError 404: Not Found>)", SiteFailure::Unavailable),
             ("ERROR: [youtube] xxxxxxxxxxx: Unable to download API page: HTTP Error 429: Too Many Requests (caused by <HTTPError 429: Too Many Requests>)", SiteFailure::RateLimited),
             ("ERROR: Unsupported URL: https://example.com/page", SiteFailure::UnsupportedSite),
+            // What yt-dlp 2026.10.26 says with `--ies default,-generic` (tests/ytdlp.rs).
+            ("ERROR: No suitable extractor found for URL http://127.0.0.1:8080/a.wav", SiteFailure::UnsupportedSite),
             ("ERROR: [generic] Unable to download webpage: [Errno -2] Name or service not known", SiteFailure::Failed),
         ];
         for (stderr, failure) in table {
