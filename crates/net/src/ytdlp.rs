@@ -54,6 +54,8 @@ const COOKIES_COPY: &str = "cookies.txt";
 const PROGRESS_PREFIX: &str = "audiomill-progress ";
 /// Prefix of the line naming the final file.
 const FILE_PREFIX: &str = "audiomill-file ";
+/// How yt-dlp marks data smuggled in a URL's fragment.
+const SMUGGLE_MARKER: &str = "__youtubedl_smuggle";
 
 /// How yt-dlp is run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -397,7 +399,6 @@ impl YtDlp {
         if bytes > max_bytes {
             return Err(YtDlpError::TooLarge);
         }
-        progress(bytes, Some(bytes));
         Ok(Downloaded { path, bytes })
     }
 
@@ -789,13 +790,22 @@ fn parse_entry(entry: &Value) -> Option<PlaylistEntry> {
     })
 }
 
-/// `url` if it is an http(s) URL of at most [`MAX_URL_BYTES`].
+/// `url` if it is an http(s) URL of at most [`MAX_URL_BYTES`], without yt-dlp's smuggled
+/// data (a `#__youtubedl_smuggle=` fragment: yt-dlp-internal options that a site's page
+/// would otherwise hand to the next yt-dlp run through the entry's URL).
 fn web_url(url: &str) -> Option<String> {
-    if url.len() > MAX_URL_BYTES {
+    let mut parsed = url::Url::parse(url).ok()?;
+    if !matches!(parsed.scheme(), "http" | "https") {
         return None;
     }
-    let parsed = url::Url::parse(url).ok()?;
-    matches!(parsed.scheme(), "http" | "https").then(|| parsed.to_string())
+    if parsed
+        .fragment()
+        .is_some_and(|f| f.contains(SMUGGLE_MARKER))
+    {
+        parsed.set_fragment(None);
+    }
+    let url = parsed.to_string();
+    (url.len() <= MAX_URL_BYTES).then_some(url)
 }
 
 fn duration(json: &Value) -> Option<f64> {
@@ -858,6 +868,15 @@ mod tests {
         assert_eq!(urls, ["https://example.com/1", "http://example.com/2"]);
         assert!(p.truncated);
         assert_eq!(p.entries[0].duration, Some(3.5));
+        assert_eq!(
+            web_url("http://a.example/x?q=1#__youtubedl_smuggle=%7B%22http_headers%22%3A1%7D")
+                .as_deref(),
+            Some("http://a.example/x?q=1")
+        );
+        assert_eq!(
+            web_url("http://a.example/x#t=10").as_deref(),
+            Some("http://a.example/x#t=10")
+        );
     }
 
     #[test]

@@ -1,0 +1,473 @@
+//! The yt-dlp runner against the real pinned yt-dlp and a local HTTP server on 127.0.0.1
+//! (reached only because the tests turn on the generic extractor).
+//!
+//! yt-dlp is found through `AUDIOMILL_YTDLP`, else `<workspace>/.tools/ytdlp/bin/yt-dlp`
+//! (installed by `scripts/setup-ytdlp`); without it these tests fail, they never skip.
+
+use audiomill_net::{OutboundUrl, Probe, SiteFailure, UrlPolicy, YtDlp, YtDlpConfig, YtDlpError};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The version `tools/ytdlp-requirements.txt` pins.
+const PINNED_VERSION: &str = "2026.10.26";
+/// Samples per second of the generated WAVs.
+const RATE: u32 = 8000;
+/// Seconds of the small WAV.
+const SMALL_SECONDS: u32 = 3;
+/// Bytes of the large WAVs' audio.
+const BIG_PCM_BYTES: u32 = 3_000_000;
+const LONG: Duration = Duration::from_secs(60);
+
+fn program() -> PathBuf {
+    let path = match std::env::var_os("AUDIOMILL_YTDLP") {
+        Some(path) => PathBuf::from(path),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/ytdlp/bin/yt-dlp"),
+    };
+    assert!(
+        path.is_file(),
+        "yt-dlp not found at {}: run scripts/setup-ytdlp (or set AUDIOMILL_YTDLP)",
+        path.display()
+    );
+    path
+}
+
+fn ytdlp(generic: bool) -> YtDlp {
+    YtDlp::new(YtDlpConfig {
+        program: program(),
+        allow_generic_extractor: generic,
+        cookies: None,
+        proxy: None,
+        socket_timeout: Duration::from_secs(10),
+    })
+}
+
+/// A mono 16-bit WAV: a 440 Hz sine of `pcm_bytes` bytes of samples.
+fn wav(pcm_bytes: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(44 + pcm_bytes as usize);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + pcm_bytes).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&RATE.to_le_bytes());
+    out.extend_from_slice(&(RATE * 2).to_le_bytes()); // bytes per second
+    out.extend_from_slice(&2u16.to_le_bytes()); // block align
+    out.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&pcm_bytes.to_le_bytes());
+    for i in 0..pcm_bytes / 2 {
+        let t = i as f64 / RATE as f64;
+        let s = (t * 440.0 * std::f64::consts::TAU).sin() * 8000.0;
+        out.extend_from_slice(&(s as i16).to_le_bytes());
+    }
+    out
+}
+
+fn small_wav() -> Vec<u8> {
+    wav(RATE * 2 * SMALL_SECONDS)
+}
+
+/// A server answering by path; returns its port.
+fn server() -> u16 {
+    logged_server().0
+}
+
+/// A server answering by path (also as a proxy: absolute-form targets are answered by their
+/// path); returns its port and the request targets it saw.
+fn logged_server() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let log = log.clone();
+            std::thread::spawn(move || answer(stream, port, &log));
+        }
+    });
+    (port, seen)
+}
+
+fn feed(port: u16) -> String {
+    let items: String = (1..=3)
+        .map(|i| {
+            format!(
+                "<item><title>Episode {i}</title><guid>ep{i}</guid>\
+                 <enclosure url=\"http://127.0.0.1:{port}/a.wav?ep={i}\" type=\"audio/wav\" \
+                 length=\"{}\"/></item>",
+                small_wav().len()
+            )
+        })
+        .collect();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<rss version=\"2.0\"><channel>\
+         <title>Test feed</title><link>http://127.0.0.1:{port}/</link>\
+         <description>three episodes</description>{items}</channel></rss>"
+    )
+}
+
+fn answer(mut stream: TcpStream, port: u16, log: &Mutex<Vec<String>>) {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&request);
+    let target = text.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    log.lock().unwrap().push(target.clone());
+    let origin_form = match target.strip_prefix("http://") {
+        Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => &target,
+    };
+    let path = origin_form.split('?').next().unwrap_or("/");
+    let head = |status: &str, extra: &str| {
+        format!("HTTP/1.1 {status}\r\n{extra}Connection: close\r\n\r\n")
+    };
+    let with_length = |body: &[u8], kind: &str| {
+        let mut out = head(
+            "200 OK",
+            &format!("Content-Type: {kind}\r\nContent-Length: {}\r\n", body.len()),
+        )
+        .into_bytes();
+        out.extend_from_slice(body);
+        out
+    };
+    let _ = match path {
+        "/a.wav" => stream.write_all(&with_length(&small_wav(), "audio/wav")),
+        "/big.wav" => stream.write_all(&with_length(&wav(BIG_PCM_BYTES), "audio/wav")),
+        "/big-no-length.wav" => stream
+            .write_all(head("200 OK", "Content-Type: audio/wav\r\n").as_bytes())
+            .and_then(|_| stream.write_all(&wav(BIG_PCM_BYTES))),
+        "/feed.xml" => stream.write_all(&with_length(
+            feed(port).as_bytes(),
+            "application/rss+xml; charset=utf-8",
+        )),
+        "/slow" => {
+            std::thread::sleep(Duration::from_secs(30));
+            Ok(())
+        }
+        "/slow-body.wav" => {
+            let body = small_wav();
+            let _ = stream.write_all(
+                head(
+                    "200 OK",
+                    &format!(
+                        "Content-Type: audio/wav\r\nContent-Length: {}\r\n",
+                        body.len()
+                    ),
+                )
+                .as_bytes(),
+            );
+            for chunk in body.chunks(512) {
+                if stream.write_all(chunk).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            Ok(())
+        }
+        _ => stream.write_all(head("404 Not Found", "Content-Length: 0\r\n").as_bytes()),
+    };
+}
+
+fn url(port: u16, path: &str) -> OutboundUrl {
+    let policy = UrlPolicy {
+        extra_ports: vec![port],
+        allow_private_networks: true,
+    };
+    OutboundUrl::parse(&format!("http://127.0.0.1:{port}{path}"), &policy).unwrap()
+}
+
+/// Names of the files in `dir`.
+fn files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Whether any process still works in `dir` (its current directory), waiting up to 2 s for
+/// killed ones to go.
+fn process_in(dir: &Path) -> bool {
+    let dir = dir.canonicalize().unwrap();
+    let until = Instant::now() + Duration::from_secs(2);
+    loop {
+        let found = std::fs::read_dir("/proc").unwrap().any(|entry| {
+            let Ok(entry) = entry else { return false };
+            std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd == dir)
+        });
+        if !found || Instant::now() > until {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+async fn probe_media(yt: &YtDlp, url: &OutboundUrl, dir: &Path) -> audiomill_net::MediaMeta {
+    match yt.probe(url, dir, false, 10, LONG).await {
+        Ok(Probe::Media(meta)) => meta,
+        other => panic!("expected media, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn version_is_the_pinned_one() {
+    assert_eq!(ytdlp(false).version().await.unwrap(), PINNED_VERSION);
+}
+
+#[tokio::test]
+async fn a_missing_program_is_not_installed() {
+    let yt = YtDlp::new(YtDlpConfig::new("/nonexistent/yt-dlp"));
+    assert!(matches!(yt.version().await, Err(YtDlpError::NotInstalled)));
+}
+
+#[tokio::test]
+async fn probe_then_download_a_direct_link() {
+    let port = server();
+    let yt = ytdlp(true);
+    let dir = tempfile::tempdir().unwrap();
+    let meta = probe_media(&yt, &url(port, "/a.wav"), dir.path()).await;
+    assert_eq!(meta.extractor, "generic");
+    assert_eq!(meta.id, "a");
+    assert_eq!(meta.title.as_deref(), Some("a"));
+    // yt-dlp reports no duration for a direct link without ffprobe: nothing asserted on it.
+    assert_eq!(
+        meta.webpage_url.as_deref(),
+        Some(format!("http://127.0.0.1:{port}/a.wav").as_str())
+    );
+    assert_eq!(files(dir.path()), ["info.json"]);
+
+    let mut calls = Vec::new();
+    let got = yt
+        .download(dir.path(), 1_000_000, LONG, &mut |done, total| {
+            calls.push((done, total))
+        })
+        .await
+        .unwrap();
+    let size = small_wav().len() as u64;
+    assert_eq!(got.bytes, size);
+    assert_eq!(std::fs::read(&got.path).unwrap(), small_wav());
+    assert_eq!(got.path.file_name().unwrap(), "media.wav");
+    assert_eq!(calls.last(), Some(&(size, Some(size))));
+    assert!(calls.len() >= 2, "{calls:?}");
+    assert!(calls.windows(2).all(|w| w[0].0 <= w[1].0), "{calls:?}");
+    assert_eq!(files(dir.path()), ["info.json", "media.wav"]);
+    assert!(!process_in(dir.path()));
+}
+
+#[tokio::test]
+async fn without_the_generic_extractor_a_plain_url_is_unsupported() {
+    let port = server();
+    let dir = tempfile::tempdir().unwrap();
+    let got = ytdlp(false)
+        .probe(&url(port, "/a.wav"), dir.path(), false, 10, LONG)
+        .await;
+    assert!(
+        matches!(got, Err(YtDlpError::Site(SiteFailure::UnsupportedSite))),
+        "{got:?}"
+    );
+    assert_eq!(files(dir.path()), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn not_found_is_unavailable_and_says_nothing_of_yt_dlp() {
+    let port = server();
+    let dir = tempfile::tempdir().unwrap();
+    let err = ytdlp(true)
+        .probe(&url(port, "/missing.wav"), dir.path(), false, 10, LONG)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, YtDlpError::Site(SiteFailure::Unavailable)),
+        "{err:?}"
+    );
+    let shown = err.to_string();
+    assert_eq!(shown, SiteFailure::Unavailable.message());
+    assert!(!shown.contains("127.0.0.1") && !shown.contains("404"));
+}
+
+#[tokio::test]
+async fn download_without_a_probe_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let got = ytdlp(true)
+        .download(dir.path(), 1_000_000, LONG, &mut |_, _| {})
+        .await;
+    assert!(matches!(got, Err(YtDlpError::NotProbed)), "{got:?}");
+}
+
+/// Announced too large: yt-dlp's `--max-filesize` skips it, and that is `TooLarge`.
+#[tokio::test]
+async fn a_declared_size_over_the_cap_is_too_large() {
+    let port = server();
+    let yt = ytdlp(true);
+    let dir = tempfile::tempdir().unwrap();
+    probe_media(&yt, &url(port, "/big.wav"), dir.path()).await;
+    let got = yt
+        .download(dir.path(), 1_000_000, LONG, &mut |_, _| {})
+        .await;
+    assert!(matches!(got, Err(YtDlpError::TooLarge)), "{got:?}");
+    assert_eq!(files(dir.path()), ["info.json"]);
+    assert!(!process_in(dir.path()));
+}
+
+/// No length announced: our own count stops it, kills yt-dlp and deletes the partial file.
+#[tokio::test]
+async fn an_undeclared_size_over_the_cap_is_stopped() {
+    let port = server();
+    let yt = ytdlp(true);
+    let dir = tempfile::tempdir().unwrap();
+    probe_media(&yt, &url(port, "/big-no-length.wav"), dir.path()).await;
+    let mut most = 0;
+    let got = yt
+        .download(dir.path(), 1_000_000, LONG, &mut |done, _| {
+            most = most.max(done)
+        })
+        .await;
+    assert!(matches!(got, Err(YtDlpError::TooLarge)), "{got:?}");
+    assert!(most < u64::from(BIG_PCM_BYTES), "stopped early, at {most}");
+    assert_eq!(files(dir.path()), ["info.json"]);
+    assert!(!process_in(dir.path()));
+}
+
+#[tokio::test]
+async fn a_podcast_feed_is_a_playlist() {
+    let port = server();
+    let yt = ytdlp(true);
+    let dir = tempfile::tempdir().unwrap();
+    let feed = url(port, "/feed.xml");
+    let Probe::Playlist(all) = yt.probe(&feed, dir.path(), true, 10, LONG).await.unwrap() else {
+        panic!("expected a playlist")
+    };
+    assert_eq!(all.title.as_deref(), Some("Test feed"));
+    assert!(!all.truncated);
+    let urls: Vec<String> = (1..=3)
+        .map(|i| format!("http://127.0.0.1:{port}/a.wav?ep={i}"))
+        .collect();
+    assert_eq!(
+        all.entries
+            .iter()
+            .map(|e| e.url.clone())
+            .collect::<Vec<_>>(),
+        urls
+    );
+    assert_eq!(all.entries[1].title.as_deref(), Some("Episode 2"));
+    // A playlist's JSON is not kept: its entries are probed one by one.
+    assert_eq!(files(dir.path()), Vec::<String>::new());
+
+    let Probe::Playlist(two) = yt.probe(&feed, dir.path(), true, 2, LONG).await.unwrap() else {
+        panic!("expected a playlist")
+    };
+    assert_eq!(two.entries.len(), 2);
+    assert!(two.truncated);
+    assert_eq!(two.entries[0].url, urls[0]);
+}
+
+#[tokio::test]
+async fn a_slow_site_times_out_and_yt_dlp_is_gone() {
+    let port = server();
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let got = ytdlp(true)
+        .probe(
+            &url(port, "/slow"),
+            dir.path(),
+            false,
+            10,
+            Duration::from_secs(3),
+        )
+        .await;
+    assert!(matches!(got, Err(YtDlpError::Timeout)), "{got:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(!process_in(dir.path()));
+}
+
+#[tokio::test]
+async fn a_slow_download_times_out_and_leaves_nothing() {
+    let port = server();
+    let yt = ytdlp(true);
+    let dir = tempfile::tempdir().unwrap();
+    probe_media(&yt, &url(port, "/slow-body.wav"), dir.path()).await;
+    let started = Instant::now();
+    let got = yt
+        .download(
+            dir.path(),
+            1_000_000,
+            Duration::from_secs(4),
+            &mut |_, _| {},
+        )
+        .await;
+    assert!(matches!(got, Err(YtDlpError::Timeout)), "{got:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(files(dir.path()), ["info.json"]);
+    assert!(!process_in(dir.path()));
+}
+
+#[tokio::test]
+async fn dropping_a_download_kills_yt_dlp() {
+    let port = server();
+    let yt = ytdlp(true);
+    let dir = tempfile::tempdir().unwrap();
+    probe_media(&yt, &url(port, "/slow-body.wav"), dir.path()).await;
+    let mut calls = 0;
+    let mut count = |_, _| calls += 1;
+    let download = yt.download(dir.path(), 1_000_000, LONG, &mut count);
+    let cut = tokio::time::timeout(Duration::from_millis(2500), download).await;
+    assert!(cut.is_err(), "the slow download cannot finish in time");
+    assert!(!process_in(dir.path()));
+}
+
+/// yt-dlp writes its cookie jar back to the file it is given: it gets a copy, removed after.
+#[tokio::test]
+async fn the_cookies_file_is_passed_as_a_copy() {
+    let port = server();
+    let dir = tempfile::tempdir().unwrap();
+    let operator = tempfile::tempdir().unwrap();
+    let cookies = operator.path().join("cookies.txt");
+    let content = "# Netscape HTTP Cookie File\n\
+                   127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\tabc\n";
+    std::fs::write(&cookies, content).unwrap();
+    let mut config = YtDlpConfig::new(program());
+    config.allow_generic_extractor = true;
+    config.cookies = Some(cookies.clone());
+    let yt = YtDlp::new(config);
+    probe_media(&yt, &url(port, "/a.wav"), dir.path()).await;
+    assert_eq!(files(dir.path()), ["info.json"]);
+    let got = yt
+        .download(dir.path(), 1_000_000, LONG, &mut |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(got.bytes, small_wav().len() as u64);
+    assert_eq!(files(dir.path()), ["info.json", "media.wav"]);
+    assert_eq!(std::fs::read_to_string(&cookies).unwrap(), content);
+}
+
+/// The operator's proxy carries every request (and no proxy means direct, whatever the
+/// environment says: yt-dlp gets none of ours).
+#[tokio::test]
+async fn the_operator_proxy_is_used() {
+    let (proxy_port, seen) = logged_server();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = YtDlpConfig::new(program());
+    config.allow_generic_extractor = true;
+    config.proxy = Some(format!("http://127.0.0.1:{proxy_port}"));
+    let yt = YtDlp::new(config);
+    // Nothing listens on the target port: only the proxy can answer.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let meta = probe_media(&yt, &url(target_port, "/a.wav"), dir.path()).await;
+    assert_eq!(meta.extractor, "generic");
+    let seen = seen.lock().unwrap().clone();
+    let expected = format!("http://127.0.0.1:{target_port}/a.wav");
+    assert!(seen.contains(&expected), "{seen:?}");
+}
