@@ -6,9 +6,11 @@
 //! checked before a connection is made ([`address::check`]).
 //!
 //! Built so far: the address policy, the URL checks, checked name resolution and the
-//! [`Fetcher`] (redirects re-checked, byte and time caps), and the mapping of yt-dlp's errors
-//! to stable codes ([`ytdlp_errors`]). Still to come (see the issue):
-//! URL inputs of jobs, the `download` operation, yt-dlp and playlists.
+//! [`Fetcher`] (redirects re-checked, byte and time caps), the confined yt-dlp runner
+//! ([`YtDlp`]: metadata first, then the download under our byte and time caps, playlists as
+//! flat entry lists) and the mapping of yt-dlp's errors to stable codes ([`ytdlp_errors`]).
+//! Still to come (see the issue): URL inputs of jobs, the `download` operation, and keeping
+//! yt-dlp's own connections inside the address policy.
 
 pub mod address;
 mod client;

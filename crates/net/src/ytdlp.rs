@@ -17,6 +17,12 @@
 //! - yt-dlp's text never reaches an error's `Display`: failures are classified by
 //!   [`classify`] into a [`SiteFailure`] whose message is the public text, and the raw stderr
 //!   tail goes to the log.
+//!
+//! The caller owns the work directory and removes it when done: a dropped `download` future
+//! kills yt-dlp but cannot delete its partial files.
+//!
+//! Not covered here: yt-dlp resolves names and connects by itself, so the address policy of
+//! this crate does not apply to its connections (nor to the format URLs a site's JSON names).
 
 use crate::url_policy::{OutboundUrl, MAX_URL_BYTES};
 use crate::ytdlp_errors::{classify, SiteFailure};
@@ -253,8 +259,14 @@ impl YtDlp {
         if !out.status.success() {
             return Err(self.failure(&out.stderr));
         }
-        let json: Value = serde_json::from_slice(&out.stdout)
-            .map_err(|e| YtDlpError::Malformed(format!("JSON: {e}")))?;
+        let json: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+            // Position only: serde's message is ours, but keep yt-dlp's bytes out of it.
+            YtDlpError::Malformed(format!(
+                "invalid JSON at line {}, column {}",
+                e.line(),
+                e.column()
+            ))
+        })?;
         let probe = parse_probe(&json, max_items)?;
         if let Probe::Media(_) = probe {
             tokio::fs::write(&info_path, &out.stdout)
