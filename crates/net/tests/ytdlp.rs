@@ -471,3 +471,124 @@ async fn the_operator_proxy_is_used() {
     let expected = format!("http://127.0.0.1:{target_port}/a.wav");
     assert!(seen.contains(&expected), "{seen:?}");
 }
+
+// The confinement itself, checked with stand-in programs (shell scripts in place of yt-dlp).
+
+/// A stand-in for yt-dlp: `script` run by `/bin/sh`, in a directory kept alive by the
+/// returned guard.
+fn stand_in(script: &str) -> (tempfile::TempDir, YtDlp) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("yt-dlp");
+    std::fs::write(&program, format!("#!/bin/sh\n{script}\n")).unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, YtDlp::new(YtDlpConfig::new(program)))
+}
+
+#[tokio::test]
+async fn yt_dlp_gets_an_argument_vector_and_an_empty_environment() {
+    let (_program, yt) = stand_in(
+        "env > env.txt\n\
+         printf '%s\\n' \"$@\" > args.txt\n\
+         if read line; then echo stdin-open > stdin.txt; fi\n\
+         echo '{\"id\": \"x\", \"extractor\": \"stand-in\"}'",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let policy = UrlPolicy::default();
+    let url = OutboundUrl::parse("https://example.com/a;b$(touch pwned)&c=`id`", &policy).unwrap();
+    let meta = probe_media(&yt, &url, dir.path()).await;
+    assert_eq!(meta.extractor, "stand-in");
+
+    let env = std::fs::read_to_string(dir.path().join("env.txt")).unwrap();
+    let mut vars: Vec<&str> = env
+        .lines()
+        .map(|l| l.split('=').next().unwrap())
+        .filter(|name| !matches!(*name, "PWD" | "SHLVL" | "_" | "OLDPWD"))
+        .collect();
+    vars.sort();
+    assert_eq!(vars, ["HOME", "LANG", "PATH"], "{env}");
+    let home = format!("HOME={}", dir.path().display());
+    assert!(env.lines().any(|l| l == home), "{env}");
+    assert!(env.lines().any(|l| l == "PATH=/usr/bin:/bin"), "{env}");
+
+    let args = std::fs::read_to_string(dir.path().join("args.txt")).unwrap();
+    let args: Vec<&str> = args.lines().collect();
+    let n = args.len();
+    assert_eq!(args[n - 2], "--");
+    assert_eq!(args[n - 1], url.as_url().as_str());
+    for flag in [
+        "--ignore-config",
+        "--no-plugin-dirs",
+        "--no-cache-dir",
+        "--no-remote-components",
+        "--restrict-filenames",
+        "--no-playlist",
+        "-J",
+    ] {
+        assert!(args.contains(&flag), "{flag} missing: {args:?}");
+    }
+    let after = |flag: &str| args[args.iter().position(|a| *a == flag).unwrap() + 1];
+    assert_eq!(after("--ies"), "default,-generic");
+    assert_eq!(after("--proxy"), "");
+    assert!(!dir.path().join("pwned").exists());
+    assert!(!dir.path().join("stdin.txt").exists(), "stdin is null");
+}
+
+#[tokio::test]
+async fn oversized_or_broken_json_is_malformed() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = OutboundUrl::parse("https://example.com/a", &UrlPolicy::default()).unwrap();
+    let (_p, yt) = stand_in("head -c 17000000 /dev/zero; sleep 30");
+    let started = Instant::now();
+    let got = yt.probe(&url, dir.path(), false, 10, LONG).await;
+    assert!(matches!(got, Err(YtDlpError::Malformed(_))), "{got:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "killed at once"
+    );
+    let (_p, yt) = stand_in("echo '{\"id\": '");
+    let got = yt.probe(&url, dir.path(), false, 10, LONG).await;
+    assert!(matches!(got, Err(YtDlpError::Malformed(_))), "{got:?}");
+    let (_p, yt) = stand_in("echo '{\"id\": \"x\", \"live_status\": \"is_live\"}'");
+    let got = yt.probe(&url, dir.path(), false, 10, LONG).await;
+    assert!(
+        matches!(got, Err(YtDlpError::Site(SiteFailure::Live))),
+        "{got:?}"
+    );
+    assert_eq!(files(dir.path()), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn unclassified_failures_are_failed_and_classified_ones_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = OutboundUrl::parse("https://example.com/a", &UrlPolicy::default()).unwrap();
+    let (_p, yt) = stand_in("echo 'ERROR: something new /secret/path' >&2; exit 1");
+    let err = yt
+        .probe(&url, dir.path(), false, 10, LONG)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, YtDlpError::Failed), "{err:?}");
+    assert!(!err.to_string().contains("secret"));
+    let (_p, yt) = stand_in("echo 'ERROR: [site] x: Private video' >&2; exit 1");
+    let err = yt
+        .probe(&url, dir.path(), false, 10, LONG)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, YtDlpError::Site(SiteFailure::Private)),
+        "{err:?}"
+    );
+}
+
+/// Regression guard for the process group: what yt-dlp starts dies with it.
+#[tokio::test]
+async fn a_timeout_kills_the_whole_process_group() {
+    let (_p, yt) = stand_in("sleep 300 &\nsleep 300");
+    let dir = tempfile::tempdir().unwrap();
+    let url = OutboundUrl::parse("https://example.com/a", &UrlPolicy::default()).unwrap();
+    let got = yt
+        .probe(&url, dir.path(), false, 10, Duration::from_secs(1))
+        .await;
+    assert!(matches!(got, Err(YtDlpError::Timeout)), "{got:?}");
+    assert!(!process_in(dir.path()), "the background child is gone too");
+}
