@@ -27,6 +27,67 @@ pub struct Config {
     pub http: HttpConfig,
     pub worker: WorkerSection,
     pub retention: Retention,
+    /// Outbound requests made for users (URL inputs): what they may reach.
+    pub outbound: Outbound,
+    /// yt-dlp, which downloads links to sites (YouTube, SoundCloud, …).
+    pub ytdlp: YtDlpSection,
+}
+
+/// `[outbound]`: the policy of every request audiomill makes on a user's behalf.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Outbound {
+    /// Let URL inputs reach loopback and private networks (never link-local or metadata
+    /// addresses). Off: for tests and closed networks only.
+    pub allow_private_networks: bool,
+    /// Ports URL inputs may use besides 80 and 443.
+    pub allowed_ports: Vec<u16>,
+    /// Longest wait for the next bytes of a direct download, in seconds.
+    pub fetch_idle_secs: u64,
+}
+
+/// `[ytdlp]`: how site links are downloaded. Set by the operator only; nothing here comes
+/// from API requests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct YtDlpSection {
+    /// The yt-dlp program. Empty: `.tools/ytdlp/bin/yt-dlp` (installed by
+    /// `scripts/setup-ytdlp`) when it exists, else `yt-dlp` on `PATH`.
+    pub program: String,
+    /// Hosts routed to yt-dlp besides the built-in sites (a host matches its subdomains).
+    pub sites: Vec<String>,
+    /// A cookies file (Netscape format) for sites that need a signed-in account.
+    pub cookies_file: String,
+    /// A proxy for yt-dlp's requests (`http://…`, `socks5://…`); empty for none.
+    pub proxy: String,
+    /// yt-dlp's socket timeout, in seconds.
+    pub socket_timeout_secs: u64,
+    /// Test-only: allow yt-dlp's generic extractor, so tests can download from a local
+    /// server through yt-dlp. Needs `outbound.allow_private_networks`.
+    pub allow_generic_extractor: bool,
+}
+
+impl Default for Outbound {
+    fn default() -> Self {
+        Self {
+            allow_private_networks: false,
+            allowed_ports: Vec::new(),
+            fetch_idle_secs: 30,
+        }
+    }
+}
+
+impl Default for YtDlpSection {
+    fn default() -> Self {
+        Self {
+            program: String::new(),
+            sites: Vec::new(),
+            cookies_file: String::new(),
+            proxy: String::new(),
+            socket_timeout_secs: 30,
+            allow_generic_extractor: false,
+        }
+    }
 }
 
 /// Log output format.
@@ -101,6 +162,8 @@ impl Default for Config {
             http: HttpConfig::default(),
             worker: WorkerSection::default(),
             retention: Retention::default(),
+            outbound: Outbound::default(),
+            ytdlp: YtDlpSection::default(),
         }
     }
 }
@@ -206,6 +269,12 @@ impl Config {
         if self.limits.max_upload_bytes == 0 {
             bail!("limits.max_upload_bytes must be positive");
         }
+        if self.ytdlp.allow_generic_extractor && !self.outbound.allow_private_networks {
+            bail!("ytdlp.allow_generic_extractor is for tests against local servers and needs outbound.allow_private_networks");
+        }
+        if self.ytdlp.socket_timeout_secs == 0 || self.outbound.fetch_idle_secs == 0 {
+            bail!("ytdlp.socket_timeout_secs and outbound.fetch_idle_secs must be positive");
+        }
         for origin in &self.http.cors_origins {
             if origin == "*" || !(origin.starts_with("https://") || origin.starts_with("http://")) {
                 bail!("http.cors_origins takes exact origins like https://app.example.com, not {origin:?}");
@@ -231,6 +300,36 @@ impl Config {
 
     /// Threads a job child may use: `worker.job_threads`, or the cores shared out among the
     /// concurrent jobs.
+    /// The outbound policy.
+    pub fn url_policy(&self) -> audiomill_net::UrlPolicy {
+        audiomill_net::UrlPolicy {
+            extra_ports: self.outbound.allowed_ports.clone(),
+            allow_private_networks: self.outbound.allow_private_networks,
+        }
+    }
+
+    /// How yt-dlp runs, or `None` when no yt-dlp program can be found.
+    pub fn ytdlp(&self) -> Option<audiomill_net::YtDlpConfig> {
+        let program = if self.ytdlp.program.is_empty() {
+            let installed = Path::new(".tools/ytdlp/bin/yt-dlp");
+            if installed.is_file() {
+                std::path::absolute(installed).ok()?
+            } else {
+                find_on_path("yt-dlp")?
+            }
+        } else {
+            PathBuf::from(&self.ytdlp.program)
+        };
+        let text = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        Some(audiomill_net::YtDlpConfig {
+            program,
+            allow_generic_extractor: self.ytdlp.allow_generic_extractor,
+            cookies: text(&self.ytdlp.cookies_file).map(PathBuf::from),
+            proxy: text(&self.ytdlp.proxy),
+            socket_timeout: std::time::Duration::from_secs(self.ytdlp.socket_timeout_secs),
+        })
+    }
+
     pub fn job_threads(&self) -> usize {
         if self.worker.job_threads > 0 {
             return self.worker.job_threads;
@@ -248,6 +347,18 @@ impl Config {
 }
 
 /// Path of a data directory, for messages.
+/// The first executable file named `name` in a `PATH` directory.
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
 pub fn shown(path: &Path) -> String {
     path.display().to_string()
 }
@@ -293,7 +404,11 @@ fn apply_env(
                 text.split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(|s| toml::Value::String(s.to_owned()))
+                    // `8080,8443` is a list of numbers (ports); anything else a list of strings.
+                    .map(|s| match s.parse::<i64>() {
+                        Ok(n) => toml::Value::Integer(n),
+                        Err(_) => toml::Value::String(s.to_owned()),
+                    })
                     .collect(),
             ),
             _ => toml::from_str::<toml::Table>(&format!("v = {text}"))

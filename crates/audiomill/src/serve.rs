@@ -84,6 +84,10 @@ pub async fn serve(config: Config, worker: bool, api: bool) -> anyhow::Result<Ex
             artifact_retention: Duration::from_secs(config.retention.artifact_hours * 3600),
             models_dir: Some(config.models_dir()),
             job_threads: config.job_threads(),
+            url_policy: config.url_policy(),
+            sites: audiomill_net::SiteList::new(&config.ytdlp.sites),
+            ytdlp: config.ytdlp(),
+            fetch_idle_timeout: Duration::from_secs(config.outbound.fetch_idle_secs),
         };
         let worker = Worker::new(
             store.clone(),
@@ -110,6 +114,8 @@ pub async fn serve(config: Config, worker: bool, api: bool) -> anyhow::Result<Ex
         server_config.cors_origins = config.http.cors_origins.clone();
         server_config.trusted_hosts = config.http.trusted_hosts.clone();
         server_config.min_free_disk_bytes = config.http.min_free_disk_mb * 1024 * 1024;
+        server_config.url_policy = config.url_policy();
+        server_config.ytdlp_version = ytdlp_version(&config).await;
         let prober = Arc::new(crate::prober::ChildProber::new(
             program.clone(),
             child_limits(&config),
@@ -172,6 +178,18 @@ pub async fn serve(config: Config, worker: bool, api: bool) -> anyhow::Result<Ex
 }
 
 /// Deletes expired uploads and artifacts (rows and bytes together) every `every`.
+/// yt-dlp's version, read once at start (shown by `/readyz`); `None` when it cannot be run.
+pub async fn ytdlp_version(config: &Config) -> Option<String> {
+    let ytdlp = audiomill_net::YtDlp::new(config.ytdlp()?);
+    match ytdlp.version().await {
+        Ok(version) => Some(version),
+        Err(e) => {
+            tracing::warn!(error = %e, "yt-dlp cannot be run: links to sites will fail");
+            None
+        }
+    }
+}
+
 async fn reaper(
     store: Arc<dyn Store>,
     blob: Arc<dyn BlobStore>,

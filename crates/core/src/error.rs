@@ -36,12 +36,41 @@ pub enum ErrorCode {
     WorkerCrashed,
     /// An error on the server's side (storage, I/O); retried automatically.
     Internal,
+    /// A URL input leads somewhere the server may not fetch from (a private or reserved
+    /// address, on a redirect or after name resolution).
+    BlockedUrl,
+    /// A URL input's download is larger than the plan allows.
+    InputTooLarge,
+    /// A URL input could not be fetched: the server answered with an error status, or the
+    /// connection failed.
+    FetchFailed,
+    /// The linked media was removed, deleted or never published.
+    MediaUnavailable,
+    /// The linked media is private.
+    MediaPrivate,
+    /// The linked media is age-restricted.
+    AgeRestricted,
+    /// The linked media is not available from the server's country.
+    GeoBlocked,
+    /// The link is a live stream (or a premiere not yet ended).
+    LiveStream,
+    /// The linked media needs a signed-in account.
+    LoginRequired,
+    /// The site is limiting the server's requests; retried automatically.
+    UpstreamRateLimited,
+    /// The link's site is not supported.
+    UnsupportedSite,
+    /// The site download failed for another reason.
+    DownloadFailed,
 }
 
 impl ErrorCode {
     /// Whether a job failing with this code should be tried again (with backoff).
     pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorCode::WorkerCrashed | ErrorCode::Internal)
+        matches!(
+            self,
+            ErrorCode::WorkerCrashed | ErrorCode::Internal | ErrorCode::UpstreamRateLimited
+        )
     }
 
     /// The code as it appears in the API.
@@ -59,6 +88,18 @@ impl ErrorCode {
             ErrorCode::Timeout => "timeout",
             ErrorCode::WorkerCrashed => "worker_crashed",
             ErrorCode::Internal => "internal",
+            ErrorCode::BlockedUrl => "blocked_url",
+            ErrorCode::InputTooLarge => "input_too_large",
+            ErrorCode::FetchFailed => "fetch_failed",
+            ErrorCode::MediaUnavailable => "media_unavailable",
+            ErrorCode::MediaPrivate => "media_private",
+            ErrorCode::AgeRestricted => "age_restricted",
+            ErrorCode::GeoBlocked => "geo_blocked",
+            ErrorCode::LiveStream => "live_stream",
+            ErrorCode::LoginRequired => "login_required",
+            ErrorCode::UpstreamRateLimited => "upstream_rate_limited",
+            ErrorCode::UnsupportedSite => "unsupported_site",
+            ErrorCode::DownloadFailed => "download_failed",
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod limits;
 pub mod media;
 pub mod operation;
 pub mod separation;
+pub mod source;
 
 pub use error::{ErrorCode, JobError};
 pub use id::{AccountId, ArtifactId, IdError, JobId, KeyId, UploadId};
@@ -24,7 +25,8 @@ pub use job::{JobState, ParseStateError};
 pub use limits::Limits;
 pub use media::MediaInfo;
 pub use operation::{
-    AnalyzeOptions, AudioFormat, ConvertOptions, InputRef, JobRequest, JobSpec, Normalize,
-    Operation, OperationKind, OutputSpec, SampleFormat, SpecError, TrimSilence,
+    AnalyzeOptions, AudioFormat, ConvertOptions, DownloadOptions, InputRef, JobRequest, JobSpec,
+    Normalize, Operation, OperationKind, OutputSpec, SampleFormat, SpecError, TrimSilence,
 };
 pub use separation::{ModelName, SeparateOptions, StemName};
+pub use source::{InputUrl, InputUrlError, MAX_INPUT_URL_BYTES};

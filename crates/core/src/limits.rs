@@ -15,6 +15,8 @@ pub struct Limits {
     pub max_sample_rate: u32,
     /// Most accepted channels.
     pub max_channels: u16,
+    /// Most items a `download` with `playlist: true` expands into (one child job each).
+    pub max_playlist_items: u32,
 }
 
 impl Default for Limits {
@@ -24,6 +26,7 @@ impl Default for Limits {
             max_duration_secs: 3 * 60 * 60,
             max_sample_rate: 192_000,
             max_channels: 8,
+            max_playlist_items: 50,
         }
     }
 }

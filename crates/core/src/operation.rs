@@ -7,7 +7,7 @@
 //! function, and one match arm in the worker.
 
 use crate::separation::SeparateOptions;
-use crate::{ArtifactId, UploadId};
+use crate::{ArtifactId, InputUrl, UploadId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -26,6 +26,8 @@ pub enum OperationKind {
     Convert,
     /// Separate an input into stems (vocals, drums, bass, …) with a Demucs model.
     Separate,
+    /// Fetch a URL input's audio and store it, as it came or converted.
+    Download,
 }
 
 impl OperationKind {
@@ -35,14 +37,16 @@ impl OperationKind {
             OperationKind::Analyze => "analyze",
             OperationKind::Convert => "convert",
             OperationKind::Separate => "separate",
+            OperationKind::Download => "download",
         }
     }
 
     /// All operations.
-    pub const ALL: [OperationKind; 3] = [
+    pub const ALL: [OperationKind; 4] = [
         OperationKind::Analyze,
         OperationKind::Convert,
         OperationKind::Separate,
+        OperationKind::Download,
     ];
 }
 
@@ -74,13 +78,26 @@ impl std::fmt::Display for OperationKind {
 }
 
 /// What a job works on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum InputRef {
     /// A file uploaded with `POST /v1/uploads`.
     Upload(UploadId),
     /// A file produced by an earlier job.
     Artifact(ArtifactId),
+    /// A link: a direct `http`/`https` link to an audio file, or a page of a supported site
+    /// (YouTube, SoundCloud, Bandcamp, …) whose audio is downloaded with yt-dlp.
+    Url(InputUrl),
+}
+
+impl InputRef {
+    /// The URL of a URL input.
+    pub fn url(&self) -> Option<&InputUrl> {
+        match self {
+            InputRef::Url(url) => Some(url),
+            _ => None,
+        }
+    }
 }
 
 /// Options of the `analyze` operation, validated.
@@ -500,6 +517,85 @@ impl ConvertOptions {
     }
 }
 
+/// Options of the `download` operation, validated. With no `format`, the audio is stored as
+/// it came (its container and codec, checked to be audio the engine reads); with a `format`,
+/// the other fields are those of [`ConvertOptions`] (bit rate, edits, normalization, …) and the
+/// download is converted in the same job.
+#[derive(Debug, Clone, PartialEq, ToSchema)]
+pub struct DownloadOptions {
+    /// Expand a playlist link into one child job per item (up to the plan's limit), each a
+    /// `download` with these same options; the parent job reports their overall progress.
+    pub playlist: bool,
+    /// Most playlist items to take (at most the plan's limit, which applies when absent).
+    pub max_items: Option<u32>,
+    /// The conversion, when a `format` was given.
+    #[schema(value_type = Option<Object>)]
+    pub convert: Option<ConvertOptions>,
+}
+
+// Like `ConvertOptions`: the floats inside are validated finite.
+impl Eq for DownloadOptions {}
+
+impl Serialize for DownloadOptions {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        let mut object = match &self.convert {
+            Some(convert) => match serde_json::to_value(convert).map_err(S::Error::custom)? {
+                serde_json::Value::Object(object) => object,
+                _ => return Err(S::Error::custom("convert options are not an object")),
+            },
+            None => serde_json::Map::new(),
+        };
+        object.retain(|_, v| !v.is_null());
+        if self.playlist {
+            object.insert("playlist".into(), true.into());
+        }
+        if let Some(max) = self.max_items {
+            object.insert("max_items".into(), max.into());
+        }
+        object.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for DownloadOptions {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut object = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        let playlist = match object.remove("playlist") {
+            None | Some(serde_json::Value::Bool(false)) => false,
+            Some(serde_json::Value::Bool(true)) => true,
+            Some(_) => return Err(D::Error::custom("playlist must be true or false")),
+        };
+        let max_items = match object.remove("max_items") {
+            None => None,
+            Some(v) => match v.as_u64() {
+                Some(n @ 1..=10_000) => Some(n as u32),
+                _ => return Err(D::Error::custom("max_items must be 1 to 10000")),
+            },
+        };
+        if max_items.is_some() && !playlist {
+            return Err(D::Error::custom("max_items needs playlist: true"));
+        }
+        let convert = if object.is_empty() {
+            None
+        } else if !object.contains_key("format") {
+            return Err(D::Error::custom(
+                "conversion options need a format (mp3, opus, flac, wav); without one the audio is kept as it came",
+            ));
+        } else {
+            Some(
+                serde_json::from_value(serde_json::Value::Object(object))
+                    .map_err(D::Error::custom)?,
+            )
+        };
+        Ok(DownloadOptions {
+            playlist,
+            max_items,
+            convert,
+        })
+    }
+}
+
 /// An operation with its validated options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
@@ -509,6 +605,8 @@ pub enum Operation {
     Convert(ConvertOptions),
     /// See [`SeparateOptions`].
     Separate(SeparateOptions),
+    /// See [`DownloadOptions`].
+    Download(DownloadOptions),
 }
 
 impl Operation {
@@ -529,6 +627,9 @@ impl Operation {
             OperationKind::Separate => {
                 Operation::Separate(serde_json::from_value(options).map_err(bad)?)
             }
+            OperationKind::Download => {
+                Operation::Download(serde_json::from_value(options).map_err(bad)?)
+            }
         })
     }
 
@@ -538,6 +639,7 @@ impl Operation {
             Operation::Analyze(_) => OperationKind::Analyze,
             Operation::Convert(_) => OperationKind::Convert,
             Operation::Separate(_) => OperationKind::Separate,
+            Operation::Download(_) => OperationKind::Download,
         }
     }
 
@@ -547,6 +649,7 @@ impl Operation {
             Operation::Analyze(o) => serde_json::to_value(o),
             Operation::Convert(o) => serde_json::to_value(o),
             Operation::Separate(o) => serde_json::to_value(o),
+            Operation::Download(o) => serde_json::to_value(o),
         };
         value.expect("options types serialize to JSON without failure")
     }
@@ -598,9 +701,10 @@ pub struct JobSpec {
 pub struct JobRequest {
     /// The operation to run.
     pub operation: OperationKind,
-    /// The input: `{"upload": "upl_…"}` or `{"artifact": "art_…"}`.
+    /// The input: `{"upload": "upl_…"}`, `{"artifact": "art_…"}` or `{"url": "https://…"}`.
     pub input: InputRef,
-    /// Options of the operation (see `ConvertOptions`, `AnalyzeOptions`, `SeparateOptions`).
+    /// Options of the operation (see `ConvertOptions`, `AnalyzeOptions`, `SeparateOptions`,
+    /// `DownloadOptions`).
     #[serde(default)]
     #[schema(value_type = Object)]
     pub options: serde_json::Value,
@@ -620,8 +724,14 @@ impl JobSpec {
     /// Validates a decoded job request.
     pub fn from_request(request: JobRequest) -> Result<Self, SpecError> {
         request.output.validate()?;
+        let operation = Operation::from_parts(request.operation, &request.options)?;
+        if operation.kind() == OperationKind::Download && request.input.url().is_none() {
+            return Err(SpecError(
+                "download takes a url input: {\"url\": \"https://…\"}".into(),
+            ));
+        }
         Ok(JobSpec {
-            operation: Operation::from_parts(request.operation, &request.options)?,
+            operation,
             input: request.input,
             output: request.output,
         })
@@ -753,5 +863,70 @@ mod tests {
         assert!(analyze(r#"{"waveform_buckets":1000000}"#).is_err());
         assert!(analyze(r#"{"waveform_buckets":0,"waveform_png":true}"#).is_err());
         assert!(analyze(r#"{"silence_threshold_db":0}"#).is_err());
+    }
+
+    #[test]
+    fn download_takes_a_url_and_optional_conversion() {
+        let spec = parse(
+            r#"{"operation":"download","input":{"url":"https://www.youtube.com/watch?v=x"},"options":{"format":"mp3","bitrate":320}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            spec.input.url().map(InputUrl::as_str),
+            Some("https://www.youtube.com/watch?v=x")
+        );
+        let Operation::Download(o) = &spec.operation else {
+            panic!("not download")
+        };
+        assert!(!o.playlist);
+        let convert = o.convert.as_ref().unwrap();
+        assert_eq!(
+            (convert.format, convert.bitrate),
+            (AudioFormat::Mp3, Some(320))
+        );
+        // Stored options read back to the same operation.
+        assert_eq!(
+            Operation::from_parts(OperationKind::Download, &spec.operation.options_json()).unwrap(),
+            spec.operation
+        );
+
+        let as_is = parse(
+            r#"{"operation":"download","input":{"url":"http://example.com/a.mp3"},"options":{"playlist":true,"max_items":5}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            as_is.operation,
+            Operation::Download(DownloadOptions {
+                playlist: true,
+                max_items: Some(5),
+                convert: None
+            })
+        );
+        assert_eq!(
+            Operation::from_parts(OperationKind::Download, &as_is.operation.options_json())
+                .unwrap(),
+            as_is.operation
+        );
+        // Any operation takes a url input.
+        assert!(
+            parse(r#"{"operation":"analyze","input":{"url":"https://soundcloud.com/a/b"}}"#)
+                .is_ok()
+        );
+
+        let upl = UploadId::new();
+        for bad in [
+            format!(r#"{{"operation":"download","input":{{"upload":"{upl}"}}}}"#),
+            r#"{"operation":"download","input":{"url":"file:///etc/passwd"}}"#.into(),
+            r#"{"operation":"download","input":{"url":"gopher://x/"}}"#.into(),
+            r#"{"operation":"download","input":{"url":"http://x/"},"options":{"bitrate":128}}"#.into(),
+            r#"{"operation":"download","input":{"url":"http://x/"},"options":{"format":"aac"}}"#.into(),
+            r#"{"operation":"download","input":{"url":"http://x/"},"options":{"format":"mp3","bogus":1}}"#.into(),
+            r#"{"operation":"download","input":{"url":"http://x/"},"options":{"playlist":"yes"}}"#.into(),
+            r#"{"operation":"download","input":{"url":"http://x/"},"options":{"max_items":3}}"#.into(),
+            r#"{"operation":"download","input":{"url":"http://x/"},"options":{"playlist":true,"max_items":0}}"#.into(),
+            r#"{"operation":"analyze","input":{"url":"http://x/","upload":"upl_x"}}"#.into(),
+        ] {
+            assert!(parse(&bad).is_err(), "accepted: {bad}");
+        }
     }
 }

@@ -9,6 +9,7 @@ use crate::loudness::LoudnessMeter;
 use crate::probe::probe;
 use crate::progress::Progress;
 use crate::resample::Resampler;
+use crate::tags::Tags;
 use crate::MediaError;
 use audiomill_core::{AudioFormat, ConvertOptions, Limits, MediaInfo};
 use std::path::{Path, PathBuf};
@@ -68,6 +69,19 @@ pub fn convert(
     limits: &Limits,
     progress: &mut dyn FnMut(f64),
 ) -> Result<MediaInfo, MediaError> {
+    convert_tagged(input, output, options, limits, &Tags::default(), progress)
+}
+
+/// [`convert`], with the tags set in `overrides` written in place of the input's (a download
+/// names its title and uploader, which the downloaded file rarely carries).
+pub fn convert_tagged(
+    input: &Path,
+    output: &Path,
+    options: &ConvertOptions,
+    limits: &Limits,
+    overrides: &Tags,
+    progress: &mut dyn FnMut(f64),
+) -> Result<MediaInfo, MediaError> {
     if let (Ok(a), Ok(b)) = (input.canonicalize(), output.canonicalize()) {
         if a == b {
             // Checked before anything is written: the cleanup below would delete the input.
@@ -76,7 +90,7 @@ pub fn convert(
             ));
         }
     }
-    let result = run(input, output, options, limits, progress);
+    let result = run(input, output, options, limits, overrides, progress);
     if result.is_err() {
         let _ = std::fs::remove_file(output);
     }
@@ -88,6 +102,7 @@ fn run(
     output: &Path,
     options: &ConvertOptions,
     limits: &Limits,
+    overrides: &Tags,
     progress: &mut dyn FnMut(f64),
 ) -> Result<MediaInfo, MediaError> {
     let mut decoder = Decoder::open(input, limits)?;
@@ -176,7 +191,7 @@ fn run(
             quality: options.quality,
             sample_format: options.sample_format,
             source_bits: decoder.source_bits_per_sample(),
-            tags: decoder.tags().clone(),
+            tags: decoder.tags().clone().overridden_by(overrides),
         },
     )?;
     let mut mapped = |f: f64| progress(offset + scale * f);

@@ -138,7 +138,7 @@ pub mod waveform;
 
 pub use analyze::{analyze, Analysis};
 pub use channels::ChannelMixer;
-pub use convert::convert;
+pub use convert::{convert, convert_tagged};
 pub use decode::Decoder;
 pub use error::MediaError;
 pub use levels::Segment;

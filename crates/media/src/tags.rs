@@ -62,6 +62,31 @@ impl Tags {
         self == &Tags::default()
     }
 
+    /// These tags with every field `overrides` sets replaced by its value (texts bounded as
+    /// read ones are).
+    pub fn overridden_by(mut self, overrides: &Tags) -> Tags {
+        let text = |t: &Option<String>| t.as_deref().and_then(bounded_text);
+        if overrides.title.is_some() {
+            self.title = text(&overrides.title);
+        }
+        if overrides.artist.is_some() {
+            self.artist = text(&overrides.artist);
+        }
+        if overrides.album.is_some() {
+            self.album = text(&overrides.album);
+        }
+        if overrides.track.is_some() {
+            self.track = overrides.track;
+        }
+        if overrides.date.is_some() {
+            self.date = text(&overrides.date);
+        }
+        if overrides.cover.is_some() {
+            self.cover = overrides.cover.clone();
+        }
+        self
+    }
+
     /// The tags of the file at `path`, read without decoding its audio.
     pub fn read(path: &Path) -> Result<Tags, MediaError> {
         read_tags(path)

@@ -168,7 +168,19 @@ impl Fetcher {
         url: &OutboundUrl,
         dest: &Path,
     ) -> Result<Fetched, FetchError> {
-        let result = tokio::time::timeout(self.limits.total, self.fetch_inner(url, dest)).await;
+        self.fetch_with_progress(url, dest, &mut |_, _| {}).await
+    }
+
+    /// [`Fetcher::fetch_to_file`], calling `progress(received, declared_length)` as bytes
+    /// arrive.
+    pub async fn fetch_with_progress(
+        &self,
+        url: &OutboundUrl,
+        dest: &Path,
+        progress: &mut (dyn FnMut(u64, Option<u64>) + Send),
+    ) -> Result<Fetched, FetchError> {
+        let result =
+            tokio::time::timeout(self.limits.total, self.fetch_inner(url, dest, progress)).await;
         let result = result.unwrap_or(Err(FetchError::Timeout));
         if result.is_err() {
             let _ = tokio::fs::remove_file(dest).await;
@@ -176,7 +188,12 @@ impl Fetcher {
         result
     }
 
-    async fn fetch_inner(&self, url: &OutboundUrl, dest: &Path) -> Result<Fetched, FetchError> {
+    async fn fetch_inner(
+        &self,
+        url: &OutboundUrl,
+        dest: &Path,
+        progress: &mut (dyn FnMut(u64, Option<u64>) + Send),
+    ) -> Result<Fetched, FetchError> {
         let response = self
             .client
             .get(url.as_url().clone())
@@ -192,6 +209,7 @@ impl Fetcher {
         if response.content_length().is_some_and(|n| n > limit) {
             return Err(FetchError::TooLarge { limit });
         }
+        let declared = response.content_length();
         let final_url = response.url().to_string();
         let content_type = response
             .headers()
@@ -214,6 +232,7 @@ impl Fetcher {
                 return Err(FetchError::TooLarge { limit });
             }
             file.write_all(&chunk).await.map_err(FetchError::Io)?;
+            progress(bytes, declared);
         }
         file.flush().await.map_err(FetchError::Io)?;
         Ok(Fetched {

@@ -15,6 +15,7 @@
 pub mod address;
 mod client;
 mod resolve;
+mod sites;
 mod url_policy;
 pub mod ytdlp;
 pub mod ytdlp_errors;
@@ -22,6 +23,7 @@ pub mod ytdlp_errors;
 pub use address::Refused;
 pub use client::{FetchError, FetchLimits, Fetched, Fetcher};
 pub use resolve::{resolve_checked, Resolve, ResolveRefused, SystemResolver};
+pub use sites::{SiteList, DEFAULT_SITES};
 pub use url_policy::{OutboundUrl, UrlPolicy, UrlRefused, MAX_URL_BYTES};
 pub use ytdlp::{
     Downloaded, MediaMeta, PlaylistEntry, PlaylistMeta, Probe, YtDlp, YtDlpConfig, YtDlpError,

@@ -92,6 +92,16 @@ impl OutboundUrl {
     pub fn as_url(&self) -> &Url {
         &self.url
     }
+
+    /// The host name, when the host is a name (a literal address was checked by the parse).
+    pub fn domain(&self) -> Option<&str> {
+        self.url.domain()
+    }
+
+    /// The port connected to: the URL's, else the scheme's.
+    pub fn port(&self) -> u16 {
+        self.url.port_or_known_default().unwrap_or(443)
+    }
 }
 
 #[cfg(test)]

@@ -94,9 +94,13 @@ pub struct JobView {
     /// Why the job failed (or why the last attempt failed, for a job queued for retry).
     pub error: Option<JobError>,
     /// The operation's result: the analysis for `analyze`, the output's media info for
-    /// `convert`.
+    /// `convert`, the source (url, title, uploader, duration) and media info for `download`;
+    /// for a playlist, the playlist and one job per item.
     #[schema(value_type = Option<Object>)]
     pub result: Option<serde_json::Value>,
+    /// The playlist job this job is an item of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<JobId>,
     /// Files produced (on success).
     pub artifacts: Vec<ArtifactView>,
     pub created_at: String,
@@ -119,6 +123,7 @@ impl From<Job> for JobView {
             cancel_requested: j.cancel_requested && !j.state.is_terminal(),
             error: j.error,
             result: j.result,
+            parent: j.parent_id,
             artifacts: j.artifacts.into_iter().map(ArtifactView::from).collect(),
             created_at: rfc3339(j.created_at),
             started_at: j.started_at.map(rfc3339),

@@ -145,6 +145,16 @@ pub trait Store: Send + Sync + 'static {
         result: Option<serde_json::Value>,
         now: DateTime<Utc>,
     ) -> Result<bool>;
+    /// Turns a running job into the parent of `children` (a playlist's items), atomically:
+    /// the children are queued with `parent_id` set, and the parent waits, `running` under a
+    /// lease no worker holds, until its last child ends (see the migration `0002_playlists`).
+    /// `result` describes the expansion. False when the lease is no longer held.
+    async fn expand_job(
+        &self,
+        lease: &Lease,
+        children: &[NewJob],
+        result: serde_json::Value,
+    ) -> Result<bool>;
     /// Records a failed attempt: back to `queued` at `retry_at` if given (and attempts remain),
     /// else `failed` for good. The error is kept either way.
     async fn fail_job(

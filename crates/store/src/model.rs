@@ -76,6 +76,8 @@ pub struct NewJob {
     pub input_seconds: Option<f64>,
     pub max_attempts: u32,
     pub created_at: DateTime<Utc>,
+    /// The playlist job this job is an item of.
+    pub parent_id: Option<JobId>,
 }
 
 /// A job as stored.
@@ -104,6 +106,8 @@ pub struct Job {
     pub run_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The playlist job this job is an item of.
+    pub parent_id: Option<JobId>,
     pub artifacts: Vec<Artifact>,
 }
 

@@ -47,6 +47,7 @@ fn new_job(account: AccountId, max_attempts: u32) -> NewJob {
         input_seconds: Some(12.5),
         max_attempts,
         created_at: t0(),
+        parent_id: None,
     }
 }
 
@@ -997,4 +998,161 @@ async fn expired_files_and_blob_keys() {
         expected.len() - 2
     );
     assert_eq!(job(&store, acme, inserted.id).await.artifacts.len(), 2);
+}
+
+/// Claims the parent, expands it into `n` children, and returns (parent lease, children).
+async fn expanded(store: &SqliteStore, account: AccountId, n: usize) -> (ClaimedJob, Vec<JobId>) {
+    let parent = insert(store, account, 3).await;
+    let claimed = claim_one(store, "w1", at(1)).await;
+    assert_eq!(claimed.job.id, parent.id);
+    let children: Vec<NewJob> = (0..n)
+        .map(|_| NewJob {
+            parent_id: Some(parent.id),
+            ..new_job(account, 1)
+        })
+        .collect();
+    let ids = children.iter().map(|c| c.id).collect();
+    assert!(store
+        .expand_job(&claimed.lease, &children, serde_json::json!({"items": n}))
+        .await
+        .unwrap());
+    (claimed, ids)
+}
+
+#[tokio::test]
+async fn a_playlist_parent_waits_for_its_children_and_reports_their_progress() {
+    let (_dir, store) = open().await;
+    let acct = account(&store, "a").await;
+    let (parent, children) = expanded(&store, acct, 3).await;
+    let p = job(&store, acct, parent.job.id).await;
+    assert_eq!((p.state, p.progress), (JobState::Running, 0.0));
+    assert_eq!(p.result, Some(serde_json::json!({"items": 3})));
+    // The old lease is gone: the worker that expanded it cannot write any more.
+    assert!(!store
+        .succeed_job(&parent.lease, &[], None, at(2))
+        .await
+        .unwrap());
+    // No reaper or claim takes the waiting parent, however late.
+    let claimed = store
+        .claim_jobs("w2", 10, LEASE, at(100_000_000))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    assert!(claimed
+        .iter()
+        .all(|c| c.job.parent_id == Some(parent.job.id)));
+    let by_id = |id: JobId| claimed.iter().find(|c| c.job.id == id).unwrap();
+
+    // Progress is the mean over the children.
+    store
+        .heartbeat(&by_id(children[0]).lease, LEASE, Some(0.5), at(100_000_001))
+        .await
+        .unwrap();
+    assert!((job(&store, acct, parent.job.id).await.progress - 0.5 / 3.0).abs() < 1e-9);
+    store
+        .succeed_job(&by_id(children[0]).lease, &[], None, at(100_000_002))
+        .await
+        .unwrap();
+    store
+        .fail_job(
+            &by_id(children[1]).lease,
+            &JobError::new(ErrorCode::MediaUnavailable, "gone"),
+            None,
+            at(100_000_003),
+        )
+        .await
+        .unwrap();
+    let p = job(&store, acct, parent.job.id).await;
+    assert_eq!(p.state, JobState::Running);
+    assert!((p.progress - 2.0 / 3.0).abs() < 1e-9);
+    store
+        .succeed_job(&by_id(children[2]).lease, &[], None, at(100_000_004))
+        .await
+        .unwrap();
+    let p = job(&store, acct, parent.job.id).await;
+    assert_eq!(
+        (p.state, p.progress, p.error),
+        (JobState::Succeeded, 1.0, None)
+    );
+    assert_eq!(p.finished_at, Some(at(100_000_004)));
+}
+
+#[tokio::test]
+async fn a_playlist_whose_items_all_fail_fails() {
+    let (_dir, store) = open().await;
+    let acct = account(&store, "a").await;
+    let (parent, _) = expanded(&store, acct, 2).await;
+    for claimed in store.claim_jobs("w2", 10, LEASE, at(5)).await.unwrap() {
+        store
+            .fail_job(
+                &claimed.lease,
+                &JobError::new(ErrorCode::GeoBlocked, "no"),
+                None,
+                at(6),
+            )
+            .await
+            .unwrap();
+    }
+    let p = job(&store, acct, parent.job.id).await;
+    assert_eq!(p.state, JobState::Failed);
+    assert_eq!(p.error.map(|e| e.code), Some(ErrorCode::DownloadFailed));
+}
+
+#[tokio::test]
+async fn canceling_a_playlist_cancels_its_items() {
+    let (_dir, store) = open().await;
+    let acct = account(&store, "a").await;
+    let (parent, children) = expanded(&store, acct, 3).await;
+    // One item runs, two wait.
+    let mut running = store.claim_jobs("w2", 1, LEASE, at(5)).await.unwrap();
+    let running = running.pop().unwrap();
+    let outcome = store.request_cancel(acct, parent.job.id).await.unwrap();
+    assert!(matches!(outcome, CancelOutcome::Requested(_)));
+    for id in &children {
+        let child = job(&store, acct, *id).await;
+        assert!(child.cancel_requested);
+        let expected = if *id == running.job.id {
+            JobState::Running
+        } else {
+            JobState::Canceled
+        };
+        assert_eq!(child.state, expected);
+    }
+    assert_eq!(
+        job(&store, acct, parent.job.id).await.state,
+        JobState::Running
+    );
+    // The running item's worker sees the request and stops: the parent ends canceled.
+    assert!(store.cancel_running(&running.lease, at(6)).await.unwrap());
+    assert_eq!(
+        job(&store, acct, parent.job.id).await.state,
+        JobState::Canceled
+    );
+    // A finished parent can be deleted; its items stay, on their own.
+    assert!(matches!(
+        store.delete_job(acct, parent.job.id).await.unwrap(),
+        Some(Ok(_))
+    ));
+    assert_eq!(job(&store, acct, children[0]).await.parent_id, None);
+}
+
+#[tokio::test]
+async fn expand_is_fenced_on_the_lease() {
+    let (_dir, store) = open().await;
+    let acct = account(&store, "a").await;
+    let parent = insert(&store, acct, 3).await;
+    let claimed = claim_one(&store, "w1", at(1)).await;
+    let stale = Lease {
+        owner: "someone-else".into(),
+        ..claimed.lease.clone()
+    };
+    let child = NewJob {
+        parent_id: Some(parent.id),
+        ..new_job(acct, 1)
+    };
+    assert!(!store
+        .expand_job(&stale, std::slice::from_ref(&child), serde_json::json!({}))
+        .await
+        .unwrap());
+    assert!(store.get_job(acct, child.id).await.unwrap().is_none());
 }

@@ -198,6 +198,70 @@ pub(crate) fn run_task(
                 audio_seconds,
             })
         }
+        Operation::Download(options) => {
+            let source = task.source.clone().unwrap_or_default();
+            let described = serde_json::to_value(&source).map_err(|e| internal("result", &e))?;
+            match &options.convert {
+                Some(convert) => {
+                    let ext = convert.format.extension();
+                    let file = format!("output.{ext}");
+                    let tags = audiomill_media::tags::Tags {
+                        title: source.title.clone(),
+                        artist: source.uploader.clone(),
+                        ..Default::default()
+                    };
+                    let info = audiomill_media::convert_tagged(
+                        &task.input,
+                        &task.output_dir.join(&file),
+                        convert,
+                        &task.limits,
+                        &tags,
+                        progress,
+                    )
+                    .map_err(engine_error)?;
+                    Ok(ChildMessage::Succeeded {
+                        artifacts: vec![ChildArtifact {
+                            file,
+                            name: download_name(&task.output_name, ext),
+                            content_type: convert.format.content_type().into(),
+                        }],
+                        result: Some(serde_json::json!({ "source": described, "media": info })),
+                        audio_seconds: info.duration_secs.unwrap_or(0.0),
+                    })
+                }
+                None => {
+                    // Kept as it came, once it probes as audio the engine reads.
+                    let info =
+                        audiomill_media::probe(&task.input, &task.limits).map_err(engine_error)?;
+                    let (ext, content_type) = audiomill_core::media::stored_type(
+                        &info.container,
+                        &info.codec,
+                    )
+                    .ok_or_else(|| {
+                        JobError::new(
+                            ErrorCode::UnsupportedFormat,
+                            format!(
+                                "{} audio cannot be kept as it is; give a format to convert it",
+                                info.container
+                            ),
+                        )
+                    })?;
+                    let file = format!("output.{ext}");
+                    std::fs::rename(&task.input, task.output_dir.join(&file))
+                        .map_err(|e| internal("moving the download", &e))?;
+                    progress(1.0);
+                    Ok(ChildMessage::Succeeded {
+                        artifacts: vec![ChildArtifact {
+                            file,
+                            name: download_name(&task.output_name, ext),
+                            content_type: content_type.into(),
+                        }],
+                        result: Some(serde_json::json!({ "source": described, "media": info })),
+                        audio_seconds: info.duration_secs.unwrap_or(0.0),
+                    })
+                }
+            }
+        }
         Operation::Analyze(options) => {
             let analysis = audiomill_media::analyze(&task.input, &options, &task.limits, progress)
                 .map_err(engine_error)?;
@@ -270,6 +334,7 @@ mod tests {
             output_name: "output".into(),
             limits: Limits::default(),
             model: None,
+            source: None,
         }
     }
 
@@ -367,6 +432,7 @@ mod engine_tests {
             output_name: "tone".into(),
             limits: Limits::default(),
             model: None,
+            source: None,
         }
     }
 

@@ -44,6 +44,14 @@ pub struct WorkerConfig {
     /// Threads one job child may use for its tensor work (`RAYON_NUM_THREADS`); by default the
     /// cores shared out among the concurrent jobs, so that jobs do not oversubscribe the CPU.
     pub job_threads: usize,
+    /// What URL inputs may reach: the outbound policy, applied at every connection.
+    pub url_policy: audiomill_net::UrlPolicy,
+    /// Hosts whose links are downloaded with yt-dlp; other links are fetched directly.
+    pub sites: audiomill_net::SiteList,
+    /// How yt-dlp runs; with `None`, links to sites fail with `download_failed`.
+    pub ytdlp: Option<audiomill_net::YtDlpConfig>,
+    /// Longest wait for the next bytes of a direct download.
+    pub fetch_idle_timeout: Duration,
 }
 
 /// Resource limits (rlimits) of a job's child process. A value of 0 means no limit.
@@ -90,6 +98,10 @@ impl Default for WorkerConfig {
             artifact_retention: Duration::from_secs(24 * 60 * 60),
             models_dir: None,
             job_threads: 1,
+            url_policy: audiomill_net::UrlPolicy::default(),
+            sites: audiomill_net::SiteList::default(),
+            ytdlp: None,
+            fetch_idle_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -34,6 +34,7 @@
 mod backoff;
 mod child;
 mod config;
+mod fetch;
 mod jobdir;
 mod metrics;
 pub mod protocol;

@@ -44,6 +44,32 @@ pub struct ChildTask {
     /// the parent from the installed models.
     #[serde(default)]
     pub model: Option<PathBuf>,
+    /// Where a URL input came from (fetched by the parent before the child starts).
+    #[serde(default)]
+    pub source: Option<SourceMeta>,
+}
+
+/// What is known of a URL input's origin: written into a `download`'s tags and result.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceMeta {
+    /// The URL the job was given.
+    pub url: String,
+    /// The media's page, as the site names it (yt-dlp's `webpage_url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webpage_url: Option<String>,
+    /// Title, from the site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Uploader or artist, from the site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploader: Option<String>,
+    /// Duration in seconds, as the site states it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_secs: Option<f64>,
+    /// yt-dlp's extractor (`youtube`, `soundcloud`, …); absent for a direct link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extractor: Option<String>,
 }
 
 /// One line the child writes.
@@ -101,6 +127,7 @@ mod tests {
             output_name: "my song".into(),
             limits: Limits::default(),
             model: None,
+            source: None,
         };
         let text = serde_json::to_string(&task).unwrap();
         assert!(text.contains(r#""operation":"convert""#));

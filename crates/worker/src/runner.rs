@@ -1,6 +1,7 @@
 //! One attempt of one job: input → sandboxed child → artifacts → the store.
 
 use crate::backoff::backoff;
+use crate::fetch::{self, FetchedInput};
 use crate::jobdir::JobDir;
 use crate::metrics::{Outcome, WorkerMetrics};
 use crate::protocol::{ChildArtifact, ChildMessage, ChildTask, MAX_ARTIFACTS, MAX_LINE_BYTES};
@@ -8,9 +9,11 @@ use crate::sandbox::{kill_group, sandboxed_command};
 use crate::WorkerConfig;
 use audiomill_blob::{BlobError, BlobKey, BlobStore};
 use audiomill_core::{
-    ArtifactId, AudioFormat, ErrorCode, InputRef, JobError, Operation, OperationKind,
+    ArtifactId, AudioFormat, DownloadOptions, ErrorCode, InputRef, InputUrl, JobError, JobId,
+    Operation, OperationKind, OutputSpec,
 };
-use audiomill_store::{Artifact, ClaimedJob, Heartbeat, Job, Lease, Store};
+use audiomill_net::PlaylistMeta;
+use audiomill_store::{Artifact, ClaimedJob, Heartbeat, Job, Lease, NewJob, Store};
 use chrono::Utc;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
@@ -57,6 +60,8 @@ enum RunEnd {
     Lost,
     /// Shutdown: give the job back to the queue.
     Requeue,
+    /// The input is a playlist: the job becomes the parent of one job per item.
+    Expand(PlaylistMeta),
 }
 
 /// What to record in the store.
@@ -70,6 +75,7 @@ enum Final {
     Canceled,
     Lost,
     Requeue,
+    Expand(PlaylistMeta),
 }
 
 /// Runs one claimed job to the end of this attempt and records the outcome. `stop` kills the
@@ -143,6 +149,7 @@ async fn attempt(
                 RunEnd::Canceled => Final::Canceled,
                 RunEnd::Lost => Final::Lost,
                 RunEnd::Requeue => Final::Requeue,
+                RunEnd::Expand(list) => Final::Expand(list),
             };
             drop(dir);
             end
@@ -150,6 +157,136 @@ async fn attempt(
     };
     drop(keeper);
     record(shared, claimed, end).await
+}
+
+/// Runs `work` until it ends, or until the job is canceled, the lease is lost, the deadline
+/// passes or the worker shuts down (then `work` is dropped, which stops it).
+async fn guarded<T>(
+    work: impl std::future::Future<Output = T>,
+    keeper: &LeaseKeeper,
+    stop: &CancellationToken,
+    deadline: Instant,
+) -> Result<T, RunEnd> {
+    let mut lease_state = keeper.subscribe();
+    let watch_lease = async {
+        loop {
+            if lease_state.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            let state = *lease_state.borrow_and_update();
+            match state {
+                LeaseState::Held => {}
+                LeaseState::CancelRequested => return RunEnd::Canceled,
+                LeaseState::Lost => return RunEnd::Lost,
+            }
+        }
+    };
+    tokio::select! {
+        done = work => Ok(done),
+        end = watch_lease => Err(end),
+        _ = tokio::time::sleep_until(deadline) => Err(RunEnd::Failed(JobError::new(
+            ErrorCode::Timeout,
+            "the download did not finish in the job's time limit",
+        ))),
+        _ = stop.cancelled() => Err(RunEnd::Requeue),
+    }
+}
+
+/// Makes the job the parent of one `download` job per playlist entry that the outbound policy
+/// accepts, all in one store transaction.
+async fn expand(shared: &Shared, claimed: &ClaimedJob, list: PlaylistMeta) -> Outcome {
+    let job = &claimed.job;
+    let Ok(Operation::Download(options)) = Operation::from_parts(job.operation, &job.options)
+    else {
+        return fail(shared, claimed, internal()).await;
+    };
+    let item_options = Operation::Download(DownloadOptions {
+        playlist: false,
+        max_items: None,
+        convert: options.convert,
+    })
+    .options_json();
+    let now = Utc::now();
+    let mut children = Vec::with_capacity(list.entries.len());
+    let mut skipped = 0usize;
+    for (i, entry) in list.entries.iter().enumerate() {
+        let accepted = InputUrl::parse(&entry.url).ok().filter(|url| {
+            audiomill_net::OutboundUrl::parse(url.as_str(), &shared.config.url_policy).is_ok()
+        });
+        let Some(url) = accepted else {
+            tracing::warn!(target: "security", event = "blocked_url", item = i, "playlist item refused by the URL policy");
+            skipped += 1;
+            continue;
+        };
+        let name = entry
+            .title
+            .as_deref()
+            .and_then(fetch::name_from_title)
+            .unwrap_or_else(|| format!("item {}", i + 1));
+        children.push(NewJob {
+            id: JobId::new(),
+            account_id: job.account_id,
+            operation: OperationKind::Download,
+            options: item_options.clone(),
+            input: InputRef::Url(url),
+            output: OutputSpec { name: Some(name) },
+            input_seconds: entry.duration,
+            max_attempts: job.max_attempts,
+            created_at: now,
+            parent_id: Some(job.id),
+        });
+    }
+    if children.is_empty() {
+        return fail(
+            shared,
+            claimed,
+            JobError::new(
+                ErrorCode::MediaUnavailable,
+                "the playlist has no items to download",
+            ),
+        )
+        .await;
+    }
+    let items: Vec<serde_json::Value> = children
+        .iter()
+        .zip(list.entries.iter())
+        .map(|(child, entry)| {
+            serde_json::json!({
+                "job": child.id,
+                "title": entry.title,
+                "duration_secs": entry.duration,
+            })
+        })
+        .collect();
+    let result = serde_json::json!({
+        "playlist": {
+            "id": list.id,
+            "title": list.title,
+            "uploader": list.uploader,
+            "truncated": list.truncated,
+            "skipped": skipped,
+        },
+        "items": items,
+    });
+    match shared
+        .store
+        .expand_job(&claimed.lease, &children, result)
+        .await
+    {
+        Ok(true) => {
+            tracing::info!(
+                items = children.len(),
+                truncated = list.truncated,
+                "playlist expanded"
+            );
+            Outcome::Succeeded
+        }
+        Ok(false) => Outcome::Lost,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record the playlist's items");
+            fail(shared, claimed, internal()).await
+        }
+    }
 }
 
 fn internal() -> JobError {
@@ -173,17 +310,21 @@ fn input_not_found() -> JobError {
 /// The input's blob key, from the job's account only.
 async fn resolve_input(shared: &Shared, claimed: &ClaimedJob) -> Result<BlobKey, JobError> {
     let job = &claimed.job;
-    let stored = match job.input {
-        InputRef::Upload(id) => shared
+    let stored = match &job.input {
+        &InputRef::Upload(id) => shared
             .store
             .get_upload(job.account_id, id)
             .await
             .map(|u| u.map(|u| u.blob_key)),
-        InputRef::Artifact(id) => shared
+        &InputRef::Artifact(id) => shared
             .store
             .get_artifact(job.account_id, id)
             .await
             .map(|a| a.map(|a| a.blob_key)),
+        InputRef::Url(_) => {
+            tracing::error!("a URL input has no stored bytes to copy");
+            return Err(internal());
+        }
     };
     match stored {
         Ok(Some(key)) => BlobKey::from_stored(&key).ok_or_else(|| {
@@ -265,21 +406,56 @@ async fn run_child(
             return RunEnd::Failed(internal());
         }
     };
-    let key = match resolve_input(shared, claimed).await {
-        Ok(key) => key,
-        Err(error) => return RunEnd::Failed(error),
+    let operation = match Operation::from_parts(job.operation, &job.options) {
+        Ok(operation) => operation,
+        Err(e) => return RunEnd::Failed(JobError::new(ErrorCode::InvalidInput, e.0)),
     };
-    let input = dir.input();
-    let copied = tokio::select! {
-        copied = shared.blob.get_to_file(&key, &input) => copied,
-        _ = stop.cancelled() => return RunEnd::Requeue,
+    // The share of the progress bar the download of a URL input takes.
+    let fetch_share = match (&job.input, &operation) {
+        (InputRef::Url(_), Operation::Download(o)) if o.convert.is_none() => 0.95,
+        (InputRef::Url(_), Operation::Download(_)) => 0.5,
+        (InputRef::Url(_), _) => 0.3,
+        _ => 0.0,
     };
-    match copied {
-        Ok(_) => {}
-        Err(BlobError::NotFound(_)) => return RunEnd::Failed(input_not_found()),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot copy the input into the job directory");
-            return RunEnd::Failed(internal());
+    let mut source = None;
+    if let InputRef::Url(url) = &job.input {
+        let playlist = match &operation {
+            Operation::Download(o) if o.playlist => Some(
+                o.max_items
+                    .unwrap_or(config.limits.max_playlist_items)
+                    .min(config.limits.max_playlist_items),
+            ),
+            _ => None,
+        };
+        let time_left = deadline.saturating_duration_since(Instant::now());
+        let sender = progress.clone();
+        let mut report = move |fraction: f64| {
+            sender.send_replace(Some(fraction * fetch_share));
+        };
+        let fetching = fetch::fetch_input(config, url, dir, playlist, time_left, &mut report);
+        match guarded(fetching, keeper, stop, deadline).await {
+            Err(end) => return end,
+            Ok(Err(error)) => return RunEnd::Failed(error),
+            Ok(Ok(FetchedInput::Playlist(list))) => return RunEnd::Expand(list),
+            Ok(Ok(FetchedInput::Media(meta))) => source = Some(meta),
+        }
+    } else {
+        let key = match resolve_input(shared, claimed).await {
+            Ok(key) => key,
+            Err(error) => return RunEnd::Failed(error),
+        };
+        let input = dir.input();
+        let copied = tokio::select! {
+            copied = shared.blob.get_to_file(&key, &input) => copied,
+            _ = stop.cancelled() => return RunEnd::Requeue,
+        };
+        match copied {
+            Ok(_) => {}
+            Err(BlobError::NotFound(_)) => return RunEnd::Failed(input_not_found()),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot copy the input into the job directory");
+                return RunEnd::Failed(internal());
+            }
         }
     }
     match keeper.state() {
@@ -323,13 +499,19 @@ async fn run_child(
         options: job.options.clone(),
         input: dir.input(),
         output_dir: dir.output_dir(),
+        // A download is named after its title unless the job names it.
         output_name: job
             .output
             .name
             .clone()
+            .or_else(|| {
+                let title = source.as_ref()?.title.as_deref()?;
+                fetch::name_from_title(title)
+            })
             .unwrap_or_else(|| "output".to_owned()),
         limits: config.limits,
         model,
+        source,
     };
     let mut payload = serde_json::to_vec(&task).expect("a task serializes to JSON");
     payload.push(b'\n');
@@ -343,7 +525,7 @@ async fn run_child(
     });
     let reader = child.stdout.take().map(|stdout| {
         AbortOnDrop(tokio::spawn(
-            read_stdout(stdout, progress).in_current_span(),
+            read_stdout(stdout, progress, fetch_share).in_current_span(),
         ))
     });
     let stderr = child
@@ -534,7 +716,10 @@ fn allowed_content_type(content_type: &str) -> bool {
     }
     // JSON reports and PNG waveforms of `analyze`.
     const OTHERS: [&str; 2] = ["application/json", "image/png"];
-    OTHERS.contains(&content_type) || FORMATS.iter().any(|f| f.content_type() == content_type)
+    OTHERS.contains(&content_type)
+        || FORMATS.iter().any(|f| f.content_type() == content_type)
+        // Downloads kept as they came.
+        || audiomill_core::media::STORED_CONTENT_TYPES.contains(&content_type)
 }
 
 /// A plain file name: no directories, not `.`/`..`.
@@ -681,6 +866,7 @@ async fn record(shared: &Shared, claimed: &ClaimedJob, end: Final) -> Outcome {
             }
         },
         Final::Lost => Outcome::Lost,
+        Final::Expand(list) => expand(shared, claimed, list).await,
         Final::Requeue => match store.requeue(lease, Utc::now()).await {
             Ok(true) => Outcome::Requeued,
             Ok(false) => Outcome::Lost,
@@ -826,9 +1012,14 @@ struct StdoutReport {
     violation: Option<String>,
 }
 
-/// Reads protocol lines: progress goes to `progress`, the final line is kept. Anything off
+/// Reads protocol lines: progress goes to `progress` (mapped onto `offset..1`, the part after
+/// the input's download), the final line is kept. Anything off
 /// protocol is noted and the rest drained.
-async fn read_stdout(stdout: ChildStdout, progress: watch::Sender<Option<f64>>) -> StdoutReport {
+async fn read_stdout(
+    stdout: ChildStdout,
+    progress: watch::Sender<Option<f64>>,
+    offset: f64,
+) -> StdoutReport {
     let mut reader = BufReader::new(stdout);
     let mut report = StdoutReport::default();
     let mut line = Vec::new();
@@ -866,7 +1057,8 @@ async fn read_stdout(stdout: ChildStdout, progress: watch::Sender<Option<f64>>) 
             }
             Ok(ChildMessage::Progress { fraction }) => {
                 if fraction.is_finite() {
-                    progress.send_replace(Some(fraction.clamp(0.0, 1.0)));
+                    let fraction = fraction.clamp(0.0, 1.0);
+                    progress.send_replace(Some(offset + (1.0 - offset) * fraction));
                 }
             }
             Ok(message) => report.final_message = Some(message),

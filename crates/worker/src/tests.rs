@@ -592,6 +592,7 @@ async fn reaper_deletes_expired_rows_and_bytes() {
                 input_seconds: Some(1.0),
                 max_attempts: 3,
                 created_at: now - hour * 2,
+                parent_id: None,
             },
             None,
         )

@@ -27,6 +27,10 @@ pub(crate) enum Call {
     },
     Cancel,
     Requeue,
+    Expand {
+        children: Vec<NewJob>,
+        result: serde_json::Value,
+    },
 }
 
 #[derive(Default)]
@@ -99,6 +103,7 @@ pub(crate) fn claimed_job(
         run_at: now,
         started_at: Some(now),
         finished_at: None,
+        parent_id: None,
         artifacts: Vec::new(),
     };
     let lease = Lease {
@@ -189,6 +194,17 @@ impl Store for FakeStore {
         state.heartbeats.push(progress);
         Ok(state.heartbeat.unwrap_or(Heartbeat::Held {
             cancel_requested: false,
+        }))
+    }
+    async fn expand_job(
+        &self,
+        _lease: &Lease,
+        children: &[NewJob],
+        result: serde_json::Value,
+    ) -> Result<bool> {
+        Ok(self.write(Call::Expand {
+            children: children.to_vec(),
+            result,
         }))
     }
     async fn succeed_job(

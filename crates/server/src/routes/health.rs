@@ -35,6 +35,8 @@ pub struct Readiness {
     pub disk: &'static str,
     /// Free bytes on the data directory's file system, when known.
     pub disk_free_bytes: Option<u64>,
+    /// yt-dlp's version, or `missing` (links to sites fail; everything else works).
+    pub yt_dlp: String,
 }
 
 /// Ready: the database answers, storage is writable, and the disk has room.
@@ -66,6 +68,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         storage: if storage { "ok" } else { "error" },
         disk,
         disk_free_bytes: free,
+        yt_dlp: state
+            .config()
+            .ytdlp_version
+            .clone()
+            .unwrap_or_else(|| "missing".into()),
     };
     let status = if ready {
         StatusCode::OK

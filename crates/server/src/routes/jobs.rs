@@ -36,6 +36,7 @@ pub async fn create(
         .map(|v| v.to_str().map(str::to_owned))
         .transpose()
         .map_err(|_| AppError::bad_request("Idempotency-Key must be visible ASCII"))?;
+    let client = crate::auth::client_addr_of(&request);
     let submitted = if crate::service::uploads::is_multipart(&request) {
         svc::submit_multipart(&state, tenant, request, idempotency_key.as_deref()).await?
     } else {
@@ -52,7 +53,7 @@ pub async fn create(
         let spec =
             JobSpec::parse(&body).map_err(|e| AppError::unprocessable("invalid_job", e.0))?;
         let idem = svc::idempotency(idempotency_key.as_deref(), &svc::canonical_json(&body))?;
-        svc::submit(&state, tenant, spec, idem).await?
+        svc::submit(&state, tenant, &client, spec, idem).await?
     };
     let mut response = (StatusCode::ACCEPTED, Json(JobView::from(submitted.job))).into_response();
     if !submitted.created {
@@ -275,6 +276,7 @@ mod tests {
             run_at: Utc::now(),
             started_at: (attempt > 0).then(Utc::now),
             finished_at: state.is_terminal().then(Utc::now),
+            parent_id: None,
             artifacts: vec![],
         }
     }

@@ -9,7 +9,7 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 
 use crate::auth::{client_addr_of, Tenant};
-use crate::service::uploads;
+use crate::service::{uploads, url_inputs};
 use crate::state::ModelLookupError;
 use crate::{AppError, AppState};
 
@@ -57,6 +57,7 @@ pub fn canonical_json(body: &[u8]) -> Vec<u8> {
 pub async fn submit(
     state: &AppState,
     tenant: Tenant,
+    client: &str,
     spec: JobSpec,
     idempotency: Option<Idempotency>,
 ) -> Result<Submitted, AppError> {
@@ -78,6 +79,11 @@ pub async fn submit(
                 })?;
             None
         }
+        // The duration is known once the worker has looked at the link.
+        InputRef::Url(ref url) => {
+            url_inputs::check(state, tenant, client, url).await?;
+            None
+        }
     };
     if let Operation::Separate(options) = &spec.operation {
         check_model(state, options).await?;
@@ -92,6 +98,7 @@ pub async fn submit(
         input_seconds,
         max_attempts: state.config().max_attempts,
         created_at: Utc::now(),
+        parent_id: None,
     };
     match state.store().insert_job(new, idempotency).await? {
         InsertJob::Created(job) => {
@@ -222,7 +229,7 @@ pub async fn submit_multipart(
     let submitted = async {
         let idem = idempotency(idempotency_key, &canonical)?;
         spec.input = InputRef::Upload(upload.id);
-        submit(state, tenant, spec, idem).await
+        submit(state, tenant, &client, spec, idem).await
     }
     .await;
     match submitted {

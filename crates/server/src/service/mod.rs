@@ -3,3 +3,4 @@
 pub mod files;
 pub mod jobs;
 pub mod uploads;
+pub mod url_inputs;

@@ -91,6 +91,35 @@ async fn fetch_written(conn: &mut SqliteConnection, account: AccountId, id: JobI
         .ok_or_else(|| StoreError::Corrupt(format!("job {id} vanished inside its transaction")))
 }
 
+/// Inserts a new job row, queued.
+async fn insert_row(conn: &mut SqliteConnection, job: &NewJob) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO jobs (id, account_id, operation, options, input, output, input_seconds, \
+         state, progress, attempt, max_attempts, cancel_requested, created_at, run_at, \
+         parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, 0, ?, 0, ?, ?, ?)",
+    )
+    .bind(job.id.to_string())
+    .bind(job.account_id.to_string())
+    .bind(job.operation.as_str())
+    .bind(json(&job.options)?)
+    .bind(json(&job.input)?)
+    .bind(json(&job.output)?)
+    .bind(job.input_seconds)
+    .bind(i64::from(job.max_attempts))
+    .bind(ms(job.created_at))
+    .bind(ms(job.created_at))
+    .bind(job.parent_id.map(|id| id.to_string()))
+    .execute(&mut *conn)
+    .await
+    .map_err(super::conflict("job"))?;
+    Ok(())
+}
+
+/// The lease owner of a playlist job waiting for its children (see `0002_playlists.sql`).
+const CHILDREN_OWNER: &str = "children";
+/// Its lease's expiry: never (the end of year 9999).
+const NEVER_MS: i64 = 253_402_300_799_999;
+
 impl SqliteStore {
     pub(super) async fn insert_job_impl(
         &self,
@@ -125,24 +154,7 @@ impl SqliteStore {
                 }
             }
 
-            sqlx::query(
-                "INSERT INTO jobs (id, account_id, operation, options, input, output, \
-                 input_seconds, state, progress, attempt, max_attempts, cancel_requested, \
-                 created_at, run_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, 0, ?, 0, ?, ?)",
-            )
-            .bind(job.id.to_string())
-            .bind(job.account_id.to_string())
-            .bind(job.operation.as_str())
-            .bind(json(&job.options)?)
-            .bind(json(&job.input)?)
-            .bind(json(&job.output)?)
-            .bind(job.input_seconds)
-            .bind(i64::from(job.max_attempts))
-            .bind(ms(job.created_at))
-            .bind(ms(job.created_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(super::conflict("job"))?;
+            insert_row(&mut tx, &job).await?;
 
             if let Some(idem) = &idempotency {
                 let inserted = sqlx::query(
@@ -269,6 +281,18 @@ impl SqliteStore {
                     .bind(id.to_string())
                     .execute(&mut *tx)
                     .await?;
+                // A playlist's items go with it: queued ones end now, running ones are asked
+                // to stop; the last one to end settles the parent as canceled.
+                sqlx::query(
+                    "UPDATE jobs SET cancel_requested = 1, \
+                       state = CASE WHEN state = 'queued' THEN 'canceled' ELSE state END, \
+                       finished_at = CASE WHEN state = 'queued' THEN ?1 ELSE finished_at END \
+                     WHERE parent_id = ?2 AND state IN ('queued', 'running')",
+                )
+                .bind(now)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
                 CancelOutcome::Requested
             }
             _ => CancelOutcome::AlreadyFinished,
@@ -478,6 +502,44 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(super::conflict("artifact"))?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub(super) async fn expand_job_impl(
+        &self,
+        lease: &Lease,
+        children: &[NewJob],
+        result: serde_json::Value,
+    ) -> Result<bool> {
+        let mut tx = self.write.begin_with(BEGIN_IMMEDIATE).await?;
+        let query = sqlx::query(concat!(
+            "UPDATE jobs SET lease_owner = ?, lease_expires_at = ?, progress = 0, result = ?",
+            fenced!(),
+            " RETURNING account_id"
+        ))
+        .bind(CHILDREN_OWNER)
+        .bind(NEVER_MS)
+        .bind(json(&result)?);
+        let account: Option<String> = bind_lease(query, lease)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| sqlx::Row::try_get(&row, 0))
+            .transpose()?;
+        let Some(account) = account else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        for child in children {
+            if child.account_id.to_string() != account || child.parent_id != Some(lease.job_id) {
+                tx.rollback().await?;
+                return Err(StoreError::Corrupt(format!(
+                    "child job {} does not belong to job {}",
+                    child.id, lease.job_id
+                )));
+            }
+            insert_row(&mut tx, child).await?;
         }
         tx.commit().await?;
         Ok(true)

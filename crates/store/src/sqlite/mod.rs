@@ -203,6 +203,15 @@ impl Store for SqliteStore {
         self.succeed_job_impl(lease, artifacts, result, now).await
     }
 
+    async fn expand_job(
+        &self,
+        lease: &Lease,
+        children: &[NewJob],
+        result: serde_json::Value,
+    ) -> Result<bool> {
+        self.expand_job_impl(lease, children, result).await
+    }
+
     async fn fail_job(
         &self,
         lease: &Lease,

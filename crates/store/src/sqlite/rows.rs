@@ -15,7 +15,7 @@ macro_rules! job_columns {
     () => {
         "id, account_id, operation, options, input, output, input_seconds, state, progress, \
          attempt, max_attempts, cancel_requested, error, result, created_at, run_at, started_at, \
-         finished_at"
+         finished_at, parent_id"
     };
 }
 pub(super) use job_columns;
@@ -176,6 +176,13 @@ pub(super) fn job(row: &SqliteRow) -> Result<Job> {
         run_at: time(row, "run_at")?,
         started_at: opt_time(row, "started_at")?,
         finished_at: opt_time(row, "finished_at")?,
+        parent_id: row
+            .try_get::<Option<String>, _>("parent_id")?
+            .map(|id| {
+                id.parse()
+                    .map_err(|_| StoreError::Corrupt(format!("parent_id: cannot parse {id:?}")))
+            })
+            .transpose()?,
         artifacts: Vec::new(),
     })
 }
