@@ -49,6 +49,8 @@ pub enum Command {
     Migrate,
     /// Print the effective configuration (secrets masked).
     Config,
+    /// Check this installation: data directory, database, yt-dlp, URL policy, models.
+    Doctor,
     /// Analyze a local file (no server needed); prints JSON.
     Analyze(AnalyzeArgs),
     /// Convert a local file (no server needed).

@@ -321,13 +321,12 @@ impl Config {
             PathBuf::from(&self.ytdlp.program)
         };
         let text = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-        Some(audiomill_net::YtDlpConfig {
-            program,
-            allow_generic_extractor: self.ytdlp.allow_generic_extractor,
-            cookies: text(&self.ytdlp.cookies_file).map(PathBuf::from),
-            proxy: text(&self.ytdlp.proxy),
-            socket_timeout: std::time::Duration::from_secs(self.ytdlp.socket_timeout_secs),
-        })
+        let mut ytdlp = audiomill_net::YtDlpConfig::new(program);
+        ytdlp.allow_generic_extractor = self.ytdlp.allow_generic_extractor;
+        ytdlp.cookies = text(&self.ytdlp.cookies_file).map(PathBuf::from);
+        ytdlp.proxy = text(&self.ytdlp.proxy);
+        ytdlp.socket_timeout = std::time::Duration::from_secs(self.ytdlp.socket_timeout_secs);
+        Some(ytdlp)
     }
 
     pub fn job_threads(&self) -> usize {

@@ -6,6 +6,7 @@
 
 mod cli;
 mod config;
+mod doctor;
 mod keys;
 mod logging;
 mod models;
@@ -64,6 +65,10 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
                 );
                 Ok(ExitCode::SUCCESS)
             })
+        }
+        cli::Command::Doctor => {
+            let config = config::Config::load(&overrides)?;
+            Ok(runtime()?.block_on(doctor::doctor(&config)))
         }
         cli::Command::Config => {
             let config = config::Config::load(&overrides)?;

@@ -11,3 +11,4 @@ mod jobs;
 mod ops;
 mod separate;
 mod uploads;
+mod urls;

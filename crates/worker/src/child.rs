@@ -233,19 +233,17 @@ pub(crate) fn run_task(
                     // Kept as it came, once it probes as audio the engine reads.
                     let info =
                         audiomill_media::probe(&task.input, &task.limits).map_err(engine_error)?;
-                    let (ext, content_type) = audiomill_core::media::stored_type(
-                        &info.container,
-                        &info.codec,
-                    )
-                    .ok_or_else(|| {
-                        JobError::new(
-                            ErrorCode::UnsupportedFormat,
-                            format!(
+                    let (ext, content_type) =
+                        audiomill_core::media::stored_type(&info.container, &info.codec)
+                            .ok_or_else(|| {
+                                JobError::new(
+                                    ErrorCode::UnsupportedFormat,
+                                    format!(
                                 "{} audio cannot be kept as it is; give a format to convert it",
                                 info.container
                             ),
-                        )
-                    })?;
+                                )
+                            })?;
                     let file = format!("output.{ext}");
                     std::fs::rename(&task.input, task.output_dir.join(&file))
                         .map_err(|e| internal("moving the download", &e))?;

@@ -288,7 +288,7 @@ pub(crate) fn name_from_title(title: &str) -> Option<String> {
     let words: Vec<&str> = kept.split_whitespace().collect();
     let mut name: String = words.join(" ").chars().take(100).collect();
     name = name
-        .trim_start_matches(|c: char| c == '.' || c == ' ')
+        .trim_start_matches(['.', ' '])
         .trim_end()
         .to_owned();
     (!name.is_empty()).then_some(name)

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod audio;
+pub mod origin;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
