@@ -398,3 +398,66 @@ fn doctor_reports_the_pinned_ytdlp_and_the_url_policy() {
         "{stdout}"
     );
 }
+
+/// A stand-in for yt-dlp that answers as yt-dlp does for media the tests cannot reach here:
+/// metadata of over-long media and live streams, and yt-dlp's own error lines. It fails any
+/// download: a refusal must come from the metadata, before a byte is fetched.
+fn fake_ytdlp(dir: &std::path::Path) -> String {
+    let script = dir.join("yt-dlp");
+    std::fs::write(
+        &script,
+        r#"#!/bin/sh
+for a in "$@"; do last="$a"; done
+case "$*" in *--version*) echo 2026.10.26; exit 0;; esac
+case "$*" in *--load-info-json*) echo "ERROR: the download must not start" >&2; exit 1;; esac
+case "$last" in
+  *v=long*) echo '{"id":"long","title":"Four Hours","duration":14400,"extractor":"youtube","extractor_key":"Youtube","webpage_url":"https://www.youtube.com/watch?v=long"}';;
+  *v=live*) echo '{"id":"live","title":"On Air","is_live":true,"live_status":"is_live","extractor":"youtube","extractor_key":"Youtube"}';;
+  *v=private*) echo "ERROR: [youtube] private: Private video. Sign in if you've been granted access to this video" >&2; exit 1;;
+  *v=geo*) echo "ERROR: [youtube] geo: The uploader has not made this video available in your country" >&2; exit 1;;
+  *v=age*) echo "ERROR: [youtube] age: Sign in to confirm your age. This video may be inappropriate for some users." >&2; exit 1;;
+  *v=gone*) echo "ERROR: [youtube] gone: Video unavailable. This video has been removed by the uploader" >&2; exit 1;;
+  *v=bot*) echo "ERROR: [youtube] bot: Sign in to confirm you're not a bot. Use --cookies-from-browser or --cookies for the authentication." >&2; exit 1;;
+  *) echo "ERROR: unexpected" >&2; exit 1;;
+esac
+"#,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script.to_string_lossy().into_owned()
+}
+
+#[tokio::test]
+async fn site_refusals_come_from_the_metadata_and_map_to_stable_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(
+        Options::default()
+            .env("AUDIOMILL_YTDLP_PROGRAM", &fake_ytdlp(dir.path()))
+            .env("AUDIOMILL_WORKER_MAX_ATTEMPTS", "1"),
+    )
+    .await;
+    let cases = [
+        ("long", "input_too_long"),
+        ("live", "live_stream"),
+        ("private", "media_private"),
+        ("geo", "geo_blocked"),
+        ("age", "age_restricted"),
+        ("gone", "media_unavailable"),
+        ("bot", "upstream_rate_limited"),
+    ];
+    for (video, code) in cases {
+        let url = format!("https://www.youtube.com/watch?v={video}");
+        let job = server.submit(download(&url)).await;
+        let done = server.finish(job["id"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "failed", "{video}: {done}");
+        assert_eq!(done["error"]["code"], code, "{video}: {done}");
+        // The message is ours, never yt-dlp's words.
+        let message = done["error"]["message"].as_str().unwrap();
+        assert!(
+            !message.contains("ERROR") && !message.contains("Sign in"),
+            "{message}"
+        );
+    }
+    assert!(server.temp_files().is_empty(), "{:?}", server.temp_files());
+}

@@ -287,10 +287,7 @@ pub(crate) fn name_from_title(title: &str) -> Option<String> {
         .collect();
     let words: Vec<&str> = kept.split_whitespace().collect();
     let mut name: String = words.join(" ").chars().take(100).collect();
-    name = name
-        .trim_start_matches(['.', ' '])
-        .trim_end()
-        .to_owned();
+    name = name.trim_start_matches(['.', ' ']).trim_end().to_owned();
     (!name.is_empty()).then_some(name)
 }
 
