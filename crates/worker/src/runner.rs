@@ -194,7 +194,7 @@ async fn guarded<T>(
 
 /// Makes the job the parent of one `download` job per playlist entry that the outbound policy
 /// accepts, all in one store transaction.
-async fn expand(shared: &Shared, claimed: &ClaimedJob, list: PlaylistMeta) -> Outcome {
+pub(crate) async fn expand(shared: &Shared, claimed: &ClaimedJob, list: PlaylistMeta) -> Outcome {
     let job = &claimed.job;
     let Ok(Operation::Download(options)) = Operation::from_parts(job.operation, &job.options)
     else {
@@ -208,6 +208,7 @@ async fn expand(shared: &Shared, claimed: &ClaimedJob, list: PlaylistMeta) -> Ou
     .options_json();
     let now = Utc::now();
     let mut children = Vec::with_capacity(list.entries.len());
+    let mut items = Vec::with_capacity(list.entries.len());
     let mut skipped = 0usize;
     for (i, entry) in list.entries.iter().enumerate() {
         let accepted = InputUrl::parse(&entry.url).ok().filter(|url| {
@@ -223,8 +224,14 @@ async fn expand(shared: &Shared, claimed: &ClaimedJob, list: PlaylistMeta) -> Ou
             .as_deref()
             .and_then(fetch::name_from_title)
             .unwrap_or_else(|| format!("item {}", i + 1));
+        let id = JobId::new();
+        items.push(serde_json::json!({
+            "job": id,
+            "title": entry.title,
+            "duration_secs": entry.duration,
+        }));
         children.push(NewJob {
-            id: JobId::new(),
+            id,
             account_id: job.account_id,
             operation: OperationKind::Download,
             options: item_options.clone(),
@@ -247,17 +254,6 @@ async fn expand(shared: &Shared, claimed: &ClaimedJob, list: PlaylistMeta) -> Ou
         )
         .await;
     }
-    let items: Vec<serde_json::Value> = children
-        .iter()
-        .zip(list.entries.iter())
-        .map(|(child, entry)| {
-            serde_json::json!({
-                "job": child.id,
-                "title": entry.title,
-                "duration_secs": entry.duration,
-            })
-        })
-        .collect();
     let result = serde_json::json!({
         "playlist": {
             "id": list.id,

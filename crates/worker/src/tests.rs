@@ -732,3 +732,61 @@ async fn reaper_keeps_rows_whose_bytes_could_not_be_deleted() {
     );
     assert!(h.store.get_upload(h.account, id).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn a_playlist_becomes_one_download_job_per_accepted_item() {
+    let h = Harness::new("exit 0");
+    let parent = claimed_job(
+        h.account,
+        InputRef::Url(audiomill_core::InputUrl::parse("https://soundcloud.com/a/sets/b").unwrap()),
+        None,
+    );
+    let parent = ClaimedJob {
+        job: audiomill_store::Job {
+            operation: OperationKind::Download,
+            options: serde_json::json!({"playlist": true, "format": "mp3", "bitrate": 128}),
+            ..parent.job
+        },
+        lease: parent.lease,
+    };
+    let entry = |url: &str, title: &str| audiomill_net::PlaylistEntry {
+        url: url.into(),
+        title: Some(title.into()),
+        duration: Some(60.0),
+    };
+    let list = audiomill_net::PlaylistMeta {
+        id: Some("b".into()),
+        title: Some("Set".into()),
+        uploader: None,
+        entries: vec![
+            entry("https://soundcloud.com/a/one", "One / Live"),
+            // Refused by the outbound policy: never queued.
+            entry("http://10.0.0.1/two.mp3", "Two"),
+            entry("https://soundcloud.com/a/three", "Three"),
+        ],
+        truncated: true,
+    };
+    let outcome = crate::runner::expand(&h.shared(), &parent, list).await;
+    assert_eq!(outcome, Outcome::Succeeded);
+    let calls = h.store.calls();
+    let [Call::Expand { children, result }] = calls.as_slice() else {
+        panic!("expected one expansion: {calls:?}")
+    };
+    assert_eq!(children.len(), 2);
+    for child in children {
+        assert_eq!(child.parent_id, Some(parent.job.id));
+        assert_eq!(child.account_id, h.account);
+        assert_eq!(child.operation, OperationKind::Download);
+        assert_eq!(
+            child.options,
+            serde_json::json!({"format": "mp3", "bitrate": 128})
+        );
+    }
+    assert_eq!(children[0].output.name.as_deref(), Some("One Live"));
+    assert_eq!(children[1].output.name.as_deref(), Some("Three"));
+    assert_eq!(result["playlist"]["skipped"], 1);
+    assert_eq!(result["playlist"]["truncated"], true);
+    // Items line up with the jobs made for them.
+    assert_eq!(result["items"][1]["title"], "Three");
+    assert_eq!(result["items"][1]["job"], serde_json::json!(children[1].id));
+}
