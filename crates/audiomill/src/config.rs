@@ -326,6 +326,7 @@ impl Config {
             allow_generic_extractor: self.ytdlp.allow_generic_extractor,
             cookies: text(&self.ytdlp.cookies_file).map(PathBuf::from),
             proxy: text(&self.ytdlp.proxy),
+            policy: self.url_policy(),
             socket_timeout: std::time::Duration::from_secs(self.ytdlp.socket_timeout_secs),
         })
     }

@@ -14,6 +14,7 @@
 
 pub mod address;
 mod client;
+pub mod proxy;
 mod resolve;
 mod sites;
 mod url_policy;
@@ -22,6 +23,7 @@ pub mod ytdlp_errors;
 
 pub use address::Refused;
 pub use client::{FetchError, FetchLimits, Fetched, Fetcher};
+pub use proxy::CheckingProxy;
 pub use resolve::{resolve_checked, Resolve, ResolveRefused, SystemResolver};
 pub use sites::{SiteList, DEFAULT_SITES};
 pub use url_policy::{OutboundUrl, UrlPolicy, UrlRefused, MAX_URL_BYTES};

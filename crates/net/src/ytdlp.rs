@@ -24,7 +24,8 @@
 //! Not covered here: yt-dlp resolves names and connects by itself, so the address policy of
 //! this crate does not apply to its connections (nor to the format URLs a site's JSON names).
 
-use crate::url_policy::{OutboundUrl, MAX_URL_BYTES};
+use crate::proxy::CheckingProxy;
+use crate::url_policy::{OutboundUrl, UrlPolicy, MAX_URL_BYTES};
 use crate::ytdlp_errors::{classify, SiteFailure};
 use serde_json::Value;
 use std::io;
@@ -73,21 +74,26 @@ pub struct YtDlpConfig {
     pub allow_generic_extractor: bool,
     /// The operator's cookies file (Netscape format), passed as a copy with `--cookies`.
     pub cookies: Option<PathBuf>,
-    /// The operator's proxy (`--proxy`); `None` connects directly (`--proxy ""`).
+    /// The operator's proxy (`--proxy`). `None`: every run gets its own [`CheckingProxy`],
+    /// which holds each of yt-dlp's connections to [`YtDlpConfig::policy`]. With an operator's
+    /// proxy, that proxy alone decides where yt-dlp may connect.
     pub proxy: Option<String>,
+    /// The outbound policy yt-dlp's connections are held to (through the [`CheckingProxy`]).
+    pub policy: UrlPolicy,
     /// `--socket-timeout`: longest wait on a connection.
     pub socket_timeout: Duration,
 }
 
 impl YtDlpConfig {
-    /// A configuration with the defaults: no cookies, no proxy, generic extractor off, 30 s
-    /// socket timeout.
+    /// A configuration with the defaults: no cookies, no operator's proxy (so the checking
+    /// proxy, default policy), generic extractor off, 30 s socket timeout.
     pub fn new(program: impl Into<PathBuf>) -> Self {
         YtDlpConfig {
             program: program.into(),
             allow_generic_extractor: false,
             cookies: None,
             proxy: None,
+            policy: UrlPolicy::default(),
             socket_timeout: Duration::from_secs(30),
         }
     }
@@ -238,7 +244,8 @@ impl YtDlp {
     ) -> Result<Probe, YtDlpError> {
         let info_path = workdir.join(INFO_JSON);
         remove_if_exists(&info_path).await?;
-        let mut args = self.common_args(workdir).await?;
+        // The proxy lives as long as this run (dropped at the end of the function).
+        let (mut args, _proxy) = self.common_args(workdir).await?;
         args.extend(["-J".to_owned(), "--no-progress".to_owned()]);
         if playlist {
             args.extend([
@@ -311,7 +318,8 @@ impl YtDlp {
         progress: &mut (dyn FnMut(u64, Option<u64>) + Send),
     ) -> Result<Downloaded, YtDlpError> {
         let end = Instant::now() + deadline;
-        let mut args = self.common_args(workdir).await?;
+        // The proxy lives as long as this run (dropped at the end of the function).
+        let (mut args, _proxy) = self.common_args(workdir).await?;
         args.extend(
             [
                 "--load-info-json",
@@ -414,8 +422,12 @@ impl YtDlp {
         Ok(Downloaded { path, bytes })
     }
 
-    /// Options of every extraction and download run.
-    async fn common_args(&self, workdir: &Path) -> Result<Vec<String>, YtDlpError> {
+    /// Options of every extraction and download run, and the checking proxy the run goes
+    /// through (none with an operator's proxy); the run must keep it until it ends.
+    async fn common_args(
+        &self,
+        workdir: &Path,
+    ) -> Result<(Vec<String>, Option<CheckingProxy>), YtDlpError> {
         let mut args: Vec<String> = [
             "--ignore-config",
             "--no-plugin-dirs",
@@ -434,8 +446,16 @@ impl YtDlp {
             "{:.3}",
             self.config.socket_timeout.as_secs_f64().max(0.001)
         ));
-        args.push("--proxy".to_owned());
-        args.push(self.config.proxy.clone().unwrap_or_default());
+        let (proxy, checking) = match &self.config.proxy {
+            Some(operator) => (operator.clone(), None),
+            None => {
+                let checking = CheckingProxy::start(self.config.policy.clone())
+                    .await
+                    .map_err(YtDlpError::Spawn)?;
+                (checking.url(), Some(checking))
+            }
+        };
+        args.extend(["--proxy".to_owned(), proxy]);
         if !self.config.allow_generic_extractor {
             args.extend(["--ies".to_owned(), "default,-generic".to_owned()]);
         }
@@ -446,7 +466,7 @@ impl YtDlp {
                 .map_err(YtDlpError::Spawn)?;
             args.extend(["--cookies".to_owned(), COOKIES_COPY.to_owned()]);
         }
-        Ok(args)
+        Ok((args, checking))
     }
 
     async fn remove_cookies_copy(&self, workdir: &Path) {

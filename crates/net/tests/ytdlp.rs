@@ -34,12 +34,26 @@ fn program() -> PathBuf {
     path
 }
 
-fn ytdlp(generic: bool) -> YtDlp {
+/// The policy of the tests: loopback allowed, and the test server's port.
+fn local_policy(port: u16) -> UrlPolicy {
+    UrlPolicy {
+        extra_ports: vec![port],
+        allow_private_networks: true,
+    }
+}
+
+/// yt-dlp with the checking proxy allowing the test server on `port`.
+fn ytdlp(generic: bool, port: u16) -> YtDlp {
+    ytdlp_with(generic, local_policy(port))
+}
+
+fn ytdlp_with(generic: bool, policy: UrlPolicy) -> YtDlp {
     YtDlp::new(YtDlpConfig {
         program: program(),
         allow_generic_extractor: generic,
         cookies: None,
         proxy: None,
+        policy,
         socket_timeout: Duration::from_secs(10),
     })
 }
@@ -222,7 +236,7 @@ async fn probe_media(yt: &YtDlp, url: &OutboundUrl, dir: &Path) -> audiomill_net
 
 #[tokio::test]
 async fn version_is_the_pinned_one() {
-    assert_eq!(ytdlp(false).version().await.unwrap(), PINNED_VERSION);
+    assert_eq!(ytdlp(false, 0).version().await.unwrap(), PINNED_VERSION);
 }
 
 #[tokio::test]
@@ -234,7 +248,7 @@ async fn a_missing_program_is_not_installed() {
 #[tokio::test]
 async fn probe_then_download_a_direct_link() {
     let port = server();
-    let yt = ytdlp(true);
+    let yt = ytdlp(true, port);
     let dir = tempfile::tempdir().unwrap();
     let meta = probe_media(&yt, &url(port, "/a.wav"), dir.path()).await;
     assert_eq!(meta.extractor, "generic");
@@ -269,7 +283,7 @@ async fn probe_then_download_a_direct_link() {
 async fn without_the_generic_extractor_a_plain_url_is_unsupported() {
     let port = server();
     let dir = tempfile::tempdir().unwrap();
-    let got = ytdlp(false)
+    let got = ytdlp(false, port)
         .probe(&url(port, "/a.wav"), dir.path(), false, 10, LONG)
         .await;
     assert!(
@@ -283,7 +297,7 @@ async fn without_the_generic_extractor_a_plain_url_is_unsupported() {
 async fn not_found_is_unavailable_and_says_nothing_of_yt_dlp() {
     let port = server();
     let dir = tempfile::tempdir().unwrap();
-    let err = ytdlp(true)
+    let err = ytdlp(true, port)
         .probe(&url(port, "/missing.wav"), dir.path(), false, 10, LONG)
         .await
         .unwrap_err();
@@ -299,7 +313,7 @@ async fn not_found_is_unavailable_and_says_nothing_of_yt_dlp() {
 #[tokio::test]
 async fn download_without_a_probe_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let got = ytdlp(true)
+    let got = ytdlp(true, 0)
         .download(dir.path(), 1_000_000, LONG, &mut |_, _| {})
         .await;
     assert!(matches!(got, Err(YtDlpError::NotProbed)), "{got:?}");
@@ -309,7 +323,7 @@ async fn download_without_a_probe_is_refused() {
 #[tokio::test]
 async fn a_declared_size_over_the_cap_is_too_large() {
     let port = server();
-    let yt = ytdlp(true);
+    let yt = ytdlp(true, port);
     let dir = tempfile::tempdir().unwrap();
     probe_media(&yt, &url(port, "/big.wav"), dir.path()).await;
     let got = yt
@@ -324,7 +338,7 @@ async fn a_declared_size_over_the_cap_is_too_large() {
 #[tokio::test]
 async fn an_undeclared_size_over_the_cap_is_stopped() {
     let port = server();
-    let yt = ytdlp(true);
+    let yt = ytdlp(true, port);
     let dir = tempfile::tempdir().unwrap();
     probe_media(&yt, &url(port, "/big-no-length.wav"), dir.path()).await;
     let mut most = 0;
@@ -342,7 +356,7 @@ async fn an_undeclared_size_over_the_cap_is_stopped() {
 #[tokio::test]
 async fn a_podcast_feed_is_a_playlist() {
     let port = server();
-    let yt = ytdlp(true);
+    let yt = ytdlp(true, port);
     let dir = tempfile::tempdir().unwrap();
     let feed = url(port, "/feed.xml");
     let Probe::Playlist(all) = yt.probe(&feed, dir.path(), true, 10, LONG).await.unwrap() else {
@@ -377,7 +391,7 @@ async fn a_slow_site_times_out_and_yt_dlp_is_gone() {
     let port = server();
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let got = ytdlp(true)
+    let got = ytdlp(true, port)
         .probe(
             &url(port, "/slow"),
             dir.path(),
@@ -394,7 +408,7 @@ async fn a_slow_site_times_out_and_yt_dlp_is_gone() {
 #[tokio::test]
 async fn a_slow_download_times_out_and_leaves_nothing() {
     let port = server();
-    let yt = ytdlp(true);
+    let yt = ytdlp(true, port);
     let dir = tempfile::tempdir().unwrap();
     probe_media(&yt, &url(port, "/slow-body.wav"), dir.path()).await;
     let started = Instant::now();
@@ -415,7 +429,7 @@ async fn a_slow_download_times_out_and_leaves_nothing() {
 #[tokio::test]
 async fn dropping_a_download_kills_yt_dlp() {
     let port = server();
-    let yt = ytdlp(true);
+    let yt = ytdlp(true, port);
     let dir = tempfile::tempdir().unwrap();
     probe_media(&yt, &url(port, "/slow-body.wav"), dir.path()).await;
     let mut calls = 0;
@@ -439,6 +453,7 @@ async fn the_cookies_file_is_passed_as_a_copy() {
     let mut config = YtDlpConfig::new(program());
     config.allow_generic_extractor = true;
     config.cookies = Some(cookies.clone());
+    config.policy = local_policy(port);
     let yt = YtDlp::new(config);
     probe_media(&yt, &url(port, "/a.wav"), dir.path()).await;
     assert_eq!(files(dir.path()), ["info.json"]);
@@ -529,7 +544,11 @@ async fn yt_dlp_gets_an_argument_vector_and_an_empty_environment() {
     }
     let after = |flag: &str| args[args.iter().position(|a| *a == flag).unwrap() + 1];
     assert_eq!(after("--ies"), "default,-generic");
-    assert_eq!(after("--proxy"), "");
+    // No operator's proxy: the run's own checking proxy, on loopback.
+    assert!(
+        after("--proxy").starts_with("http://127.0.0.1:"),
+        "{args:?}"
+    );
     assert!(!dir.path().join("pwned").exists());
     assert!(!dir.path().join("stdin.txt").exists(), "stdin is null");
 }
