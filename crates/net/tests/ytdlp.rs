@@ -164,6 +164,36 @@ fn answer(mut stream: TcpStream, port: u16, log: &Mutex<Vec<String>>) {
             feed(port).as_bytes(),
             "application/rss+xml; charset=utf-8",
         )),
+        // Cloud metadata behind a redirect: only the checking proxy can see where it goes.
+        "/to-metadata.wav" => stream.write_all(
+            head(
+                "302 Found",
+                "Location: http://169.254.169.254/latest/meta-data/x.wav\r\nContent-Length: 0\r\n",
+            )
+            .as_bytes(),
+        ),
+        // The media the first time (the probe), then a redirect to cloud metadata (the
+        // download).
+        "/then-metadata.wav" => {
+            let earlier = log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|t| t.contains("/then-metadata.wav"))
+                .count();
+            if earlier <= 1 {
+                stream.write_all(&with_length(&small_wav(), "audio/wav"))
+            } else {
+                stream.write_all(
+                    head(
+                        "302 Found",
+                        "Location: http://169.254.169.254/latest/meta-data/x.wav\r\n\
+                         Content-Length: 0\r\n",
+                    )
+                    .as_bytes(),
+                )
+            }
+        }
         "/slow" => {
             std::thread::sleep(Duration::from_secs(30));
             Ok(())
@@ -464,6 +494,142 @@ async fn the_cookies_file_is_passed_as_a_copy() {
     assert_eq!(got.bytes, small_wav().len() as u64);
     assert_eq!(files(dir.path()), ["info.json", "media.wav"]);
     assert_eq!(std::fs::read_to_string(&cookies).unwrap(), content);
+}
+
+/// Captures the log of the current thread (the tests' runtime runs the proxy there too).
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn start() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// The `blocked_url` security events logged so far.
+    fn blocked(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains("security") && l.contains("blocked_url"))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// The proxy refused a connection to 169.254.169.254 (and logged no path of it).
+fn assert_metadata_blocked(log: &Captured) {
+    let blocked = log.blocked();
+    assert!(
+        blocked
+            .iter()
+            .any(|l| l.contains("169.254.169.254") && l.contains("link-local")),
+        "{blocked:?}"
+    );
+    assert!(
+        !blocked.iter().any(|l| l.contains("meta-data")),
+        "{blocked:?}"
+    );
+}
+
+/// Without an operator's proxy yt-dlp goes through the checking proxy: with the default
+/// policy it cannot reach the loopback server at all, whatever the URL check let through.
+#[tokio::test]
+async fn yt_dlp_connections_are_held_to_the_policy() {
+    let (port, seen) = logged_server();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = UrlPolicy {
+        extra_ports: vec![port],
+        allow_private_networks: false,
+    };
+    let (log, _guard) = Captured::start();
+    let started = Instant::now();
+    let got = ytdlp_with(true, policy)
+        .probe(&url(port, "/a.wav"), dir.path(), false, 10, LONG)
+        .await;
+    assert!(
+        matches!(got, Err(YtDlpError::Site(_) | YtDlpError::Failed)),
+        "{got:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "the server was never reached"
+    );
+    let blocked = log.blocked();
+    assert!(
+        blocked.iter().any(|l| l.contains("loopback")),
+        "{blocked:?}"
+    );
+}
+
+/// A redirect to cloud metadata is refused by the proxy: the probe fails at once (no hang on
+/// an address that is never connected to).
+#[tokio::test]
+async fn a_redirect_to_cloud_metadata_is_refused() {
+    let port = server();
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _guard) = Captured::start();
+    let started = Instant::now();
+    let got = ytdlp(true, port)
+        .probe(
+            &url(port, "/to-metadata.wav"),
+            dir.path(),
+            false,
+            10,
+            Duration::from_secs(20),
+        )
+        .await;
+    assert!(
+        matches!(got, Err(YtDlpError::Site(_) | YtDlpError::Failed)),
+        "{got:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(files(dir.path()), Vec::<String>::new());
+    assert_metadata_blocked(&log);
+}
+
+/// The same redirect met by the download (after a clean probe) fails the download.
+#[tokio::test]
+async fn a_download_redirected_to_cloud_metadata_fails() {
+    let (port, seen) = logged_server();
+    let yt = ytdlp(true, port);
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _guard) = Captured::start();
+    probe_media(&yt, &url(port, "/then-metadata.wav"), dir.path()).await;
+    assert!(log.blocked().is_empty(), "the probe met no redirect");
+    let started = Instant::now();
+    let got = yt
+        .download(
+            dir.path(),
+            1_000_000,
+            Duration::from_secs(20),
+            &mut |_, _| {},
+        )
+        .await;
+    assert!(
+        matches!(got, Err(YtDlpError::Site(_) | YtDlpError::Failed)),
+        "{got:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(seen.lock().unwrap().len() >= 2, "the download asked again");
+    assert_metadata_blocked(&log);
+    assert_eq!(files(dir.path()), ["info.json"]);
+    assert!(!process_in(dir.path()));
 }
 
 /// The operator's proxy carries every request (and no proxy means direct, whatever the
