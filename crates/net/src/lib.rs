@@ -8,9 +8,9 @@
 //! Built so far: the address policy, the URL checks, checked name resolution and the
 //! [`Fetcher`] (redirects re-checked, byte and time caps), the confined yt-dlp runner
 //! ([`YtDlp`]: metadata first, then the download under our byte and time caps, playlists as
-//! flat entry lists) and the mapping of yt-dlp's errors to stable codes ([`ytdlp_errors`]).
-//! Still to come (see the issue): URL inputs of jobs, the `download` operation, and keeping
-//! yt-dlp's own connections inside the address policy.
+//! flat entry lists), the mapping of yt-dlp's errors to stable codes ([`ytdlp_errors`]), and
+//! the [`CheckingProxy`] every yt-dlp run goes through, which keeps yt-dlp's own connections
+//! (format URLs, redirects) inside the address policy.
 
 pub mod address;
 mod client;

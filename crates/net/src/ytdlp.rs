@@ -7,8 +7,15 @@
 //! - an argument vector, never a shell; the URL comes last, after `--`;
 //! - `--ignore-config --no-plugin-dirs --no-cache-dir --no-remote-components`, and an empty
 //!   environment (`PATH=/usr/bin:/bin`, `HOME` = the work directory, `LANG=C.UTF-8`), so no
-//!   user configuration, plugin or proxy variable is read; the proxy is the operator's or none
-//!   (`--proxy ""`);
+//!   user configuration, plugin or proxy variable is read;
+//! - every connection yt-dlp makes goes through a [`CheckingProxy`] started for that run on
+//!   `127.0.0.1:<ephemeral>` (`--proxy http://127.0.0.1:PORT`) and stopped when the run ends:
+//!   HTTPS tunnels (`CONNECT`) and plain-HTTP requests are held to [`YtDlpConfig::policy`]
+//!   (ports, every resolved address checked, connection only to the checked addresses), so a
+//!   format URL in a site's JSON or a redirect to an internal address (169.254.169.254,
+//!   10.x…) is refused (`403`, a `security` `blocked_url` event) and the run fails;
+//! - with an operator's proxy ([`YtDlpConfig::proxy`]) yt-dlp uses that one instead, and that
+//!   proxy is responsible for where yt-dlp may connect;
 //! - the generic extractor is off (`--ies default,-generic`) unless a test turns it on;
 //! - its own process group, killed as a whole on timeout, on the byte cap and when the future
 //!   is dropped; stdin is null, stdout of `-J` is bounded, stderr is kept as a bounded tail;
@@ -21,8 +28,10 @@
 //! The caller owns the work directory and removes it when done: a dropped `download` future
 //! kills yt-dlp but cannot delete its partial files.
 //!
-//! Not covered here: yt-dlp resolves names and connects by itself, so the address policy of
-//! this crate does not apply to its connections (nor to the format URLs a site's JSON names).
+//! Limits of the proxy: it judges where yt-dlp connects, not what it asks for there (every URL
+//! of an allowed host is allowed). Names are resolved by the proxy, not by yt-dlp. A helper
+//! yt-dlp starts gets the proxy from yt-dlp (ffmpeg, used for some stream formats, through
+//! `http_proxy`); that path is not covered by the tests.
 
 use crate::proxy::CheckingProxy;
 use crate::url_policy::{OutboundUrl, UrlPolicy, MAX_URL_BYTES};
