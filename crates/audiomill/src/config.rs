@@ -58,7 +58,9 @@ pub struct YtDlpSection {
     pub sites: Vec<String>,
     /// A cookies file (Netscape format) for sites that need a signed-in account.
     pub cookies_file: String,
-    /// A proxy for yt-dlp's requests (`http://…`, `socks5://…`); empty for none.
+    /// A proxy for yt-dlp's requests (`http://…`, `socks5://…`). Empty: yt-dlp goes through
+    /// audiomill's own checking proxy, which holds its connections to the `[outbound]` policy;
+    /// with a proxy set here, that proxy alone decides where yt-dlp may connect.
     pub proxy: String,
     /// yt-dlp's socket timeout, in seconds.
     pub socket_timeout_secs: u64,
@@ -325,6 +327,7 @@ impl Config {
         ytdlp.allow_generic_extractor = self.ytdlp.allow_generic_extractor;
         ytdlp.cookies = text(&self.ytdlp.cookies_file).map(PathBuf::from);
         ytdlp.proxy = text(&self.ytdlp.proxy);
+        ytdlp.policy = self.url_policy();
         ytdlp.socket_timeout = std::time::Duration::from_secs(self.ytdlp.socket_timeout_secs);
         Some(ytdlp)
     }

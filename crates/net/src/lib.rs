@@ -1,19 +1,22 @@
-//! audiomill's outbound network policy (work in progress for issue 5, URL inputs).
+//! audiomill's outbound network: which addresses a request may reach, and the clients that
+//! hold every request to that.
 //!
 //! Every request audiomill makes on behalf of a user (URL inputs now, webhooks later) goes
 //! through this policy: the URL is parsed and checked before anything is resolved
 //! ([`OutboundUrl::parse`]), and every address a name resolves to, on every redirect hop, is
 //! checked before a connection is made ([`address::check`]).
 //!
-//! Built so far: the address policy, the URL checks, checked name resolution and the
-//! [`Fetcher`] (redirects re-checked, byte and time caps), the confined yt-dlp runner
+//! Here: the address policy, the URL checks, checked name resolution, the
+//! [`Fetcher`] (redirects re-checked, byte and time caps), the hosts routed to yt-dlp
+//! ([`SiteList`]), the confined yt-dlp runner
 //! ([`YtDlp`]: metadata first, then the download under our byte and time caps, playlists as
-//! flat entry lists) and the mapping of yt-dlp's errors to stable codes ([`ytdlp_errors`]).
-//! Still to come (see the issue): URL inputs of jobs, the `download` operation, and keeping
-//! yt-dlp's own connections inside the address policy.
+//! flat entry lists), the mapping of yt-dlp's errors to stable codes ([`ytdlp_errors`]), and
+//! the [`CheckingProxy`] every yt-dlp run goes through, which keeps yt-dlp's own connections
+//! (format URLs, redirects) inside the address policy.
 
 pub mod address;
 mod client;
+pub mod proxy;
 mod resolve;
 mod sites;
 mod url_policy;
@@ -22,6 +25,7 @@ pub mod ytdlp_errors;
 
 pub use address::Refused;
 pub use client::{FetchError, FetchLimits, Fetched, Fetcher};
+pub use proxy::CheckingProxy;
 pub use resolve::{resolve_checked, Resolve, ResolveRefused, SystemResolver};
 pub use sites::{SiteList, DEFAULT_SITES};
 pub use url_policy::{OutboundUrl, UrlPolicy, UrlRefused, MAX_URL_BYTES};

@@ -7,8 +7,15 @@
 //! - an argument vector, never a shell; the URL comes last, after `--`;
 //! - `--ignore-config --no-plugin-dirs --no-cache-dir --no-remote-components`, and an empty
 //!   environment (`PATH=/usr/bin:/bin`, `HOME` = the work directory, `LANG=C.UTF-8`), so no
-//!   user configuration, plugin or proxy variable is read; the proxy is the operator's or none
-//!   (`--proxy ""`);
+//!   user configuration, plugin or proxy variable is read;
+//! - every connection yt-dlp makes goes through a [`CheckingProxy`] started for that run on
+//!   `127.0.0.1:<ephemeral>` (`--proxy http://127.0.0.1:PORT`) and stopped when the run ends:
+//!   HTTPS tunnels (`CONNECT`) and plain-HTTP requests are held to [`YtDlpConfig::policy`]
+//!   (ports, every resolved address checked, connection only to the checked addresses), so a
+//!   format URL in a site's JSON or a redirect to an internal address (169.254.169.254,
+//!   10.x…) is refused (`403`, a `security` `blocked_url` event) and the run fails;
+//! - with an operator's proxy ([`YtDlpConfig::proxy`]) yt-dlp uses that one instead, and that
+//!   proxy is responsible for where yt-dlp may connect;
 //! - the generic extractor is off (`--ies default,-generic`) unless a test turns it on;
 //! - its own process group, killed as a whole on timeout, on the byte cap and when the future
 //!   is dropped; stdin is null, stdout of `-J` is bounded, stderr is kept as a bounded tail;
@@ -21,10 +28,13 @@
 //! The caller owns the work directory and removes it when done: a dropped `download` future
 //! kills yt-dlp but cannot delete its partial files.
 //!
-//! Not covered here: yt-dlp resolves names and connects by itself, so the address policy of
-//! this crate does not apply to its connections (nor to the format URLs a site's JSON names).
+//! Limits of the proxy: it judges where yt-dlp connects, not what it asks for there (every URL
+//! of an allowed host is allowed). Names are resolved by the proxy, not by yt-dlp. A helper
+//! yt-dlp starts gets the proxy from yt-dlp (ffmpeg, used for some stream formats, through
+//! `http_proxy`); that path is not covered by the tests.
 
-use crate::url_policy::{OutboundUrl, MAX_URL_BYTES};
+use crate::proxy::CheckingProxy;
+use crate::url_policy::{OutboundUrl, UrlPolicy, MAX_URL_BYTES};
 use crate::ytdlp_errors::{classify, SiteFailure};
 use serde_json::Value;
 use std::io;
@@ -73,21 +83,26 @@ pub struct YtDlpConfig {
     pub allow_generic_extractor: bool,
     /// The operator's cookies file (Netscape format), passed as a copy with `--cookies`.
     pub cookies: Option<PathBuf>,
-    /// The operator's proxy (`--proxy`); `None` connects directly (`--proxy ""`).
+    /// The operator's proxy (`--proxy`). `None`: every run gets its own [`CheckingProxy`],
+    /// which holds each of yt-dlp's connections to [`YtDlpConfig::policy`]. With an operator's
+    /// proxy, that proxy alone decides where yt-dlp may connect.
     pub proxy: Option<String>,
+    /// The outbound policy yt-dlp's connections are held to (through the [`CheckingProxy`]).
+    pub policy: UrlPolicy,
     /// `--socket-timeout`: longest wait on a connection.
     pub socket_timeout: Duration,
 }
 
 impl YtDlpConfig {
-    /// A configuration with the defaults: no cookies, no proxy, generic extractor off, 30 s
-    /// socket timeout.
+    /// A configuration with the defaults: no cookies, no operator's proxy (so the checking
+    /// proxy, default policy), generic extractor off, 30 s socket timeout.
     pub fn new(program: impl Into<PathBuf>) -> Self {
         YtDlpConfig {
             program: program.into(),
             allow_generic_extractor: false,
             cookies: None,
             proxy: None,
+            policy: UrlPolicy::default(),
             socket_timeout: Duration::from_secs(30),
         }
     }
@@ -238,7 +253,8 @@ impl YtDlp {
     ) -> Result<Probe, YtDlpError> {
         let info_path = workdir.join(INFO_JSON);
         remove_if_exists(&info_path).await?;
-        let mut args = self.common_args(workdir).await?;
+        // The proxy lives as long as this run (dropped at the end of the function).
+        let (mut args, _proxy) = self.common_args(workdir).await?;
         args.extend(["-J".to_owned(), "--no-progress".to_owned()]);
         if playlist {
             args.extend([
@@ -311,7 +327,8 @@ impl YtDlp {
         progress: &mut (dyn FnMut(u64, Option<u64>) + Send),
     ) -> Result<Downloaded, YtDlpError> {
         let end = Instant::now() + deadline;
-        let mut args = self.common_args(workdir).await?;
+        // The proxy lives as long as this run (dropped at the end of the function).
+        let (mut args, _proxy) = self.common_args(workdir).await?;
         args.extend(
             [
                 "--load-info-json",
@@ -414,8 +431,12 @@ impl YtDlp {
         Ok(Downloaded { path, bytes })
     }
 
-    /// Options of every extraction and download run.
-    async fn common_args(&self, workdir: &Path) -> Result<Vec<String>, YtDlpError> {
+    /// Options of every extraction and download run, and the checking proxy the run goes
+    /// through (none with an operator's proxy); the run must keep it until it ends.
+    async fn common_args(
+        &self,
+        workdir: &Path,
+    ) -> Result<(Vec<String>, Option<CheckingProxy>), YtDlpError> {
         let mut args: Vec<String> = [
             "--ignore-config",
             "--no-plugin-dirs",
@@ -434,8 +455,16 @@ impl YtDlp {
             "{:.3}",
             self.config.socket_timeout.as_secs_f64().max(0.001)
         ));
-        args.push("--proxy".to_owned());
-        args.push(self.config.proxy.clone().unwrap_or_default());
+        let (proxy, checking) = match &self.config.proxy {
+            Some(operator) => (operator.clone(), None),
+            None => {
+                let checking = CheckingProxy::start(self.config.policy.clone())
+                    .await
+                    .map_err(YtDlpError::Spawn)?;
+                (checking.url(), Some(checking))
+            }
+        };
+        args.extend(["--proxy".to_owned(), proxy]);
         if !self.config.allow_generic_extractor {
             args.extend(["--ies".to_owned(), "default,-generic".to_owned()]);
         }
@@ -446,7 +475,7 @@ impl YtDlp {
                 .map_err(YtDlpError::Spawn)?;
             args.extend(["--cookies".to_owned(), COOKIES_COPY.to_owned()]);
         }
-        Ok(args)
+        Ok((args, checking))
     }
 
     async fn remove_cookies_copy(&self, workdir: &Path) {

@@ -34,12 +34,26 @@ fn program() -> PathBuf {
     path
 }
 
-fn ytdlp(generic: bool) -> YtDlp {
+/// The policy of the tests: loopback allowed, and the test server's port.
+fn local_policy(port: u16) -> UrlPolicy {
+    UrlPolicy {
+        extra_ports: vec![port],
+        allow_private_networks: true,
+    }
+}
+
+/// yt-dlp with the checking proxy allowing the test server on `port`.
+fn ytdlp(generic: bool, port: u16) -> YtDlp {
+    ytdlp_with(generic, local_policy(port))
+}
+
+fn ytdlp_with(generic: bool, policy: UrlPolicy) -> YtDlp {
     YtDlp::new(YtDlpConfig {
         program: program(),
         allow_generic_extractor: generic,
         cookies: None,
         proxy: None,
+        policy,
         socket_timeout: Duration::from_secs(10),
     })
 }
@@ -150,6 +164,36 @@ fn answer(mut stream: TcpStream, port: u16, log: &Mutex<Vec<String>>) {
             feed(port).as_bytes(),
             "application/rss+xml; charset=utf-8",
         )),
+        // Cloud metadata behind a redirect: only the checking proxy can see where it goes.
+        "/to-metadata.wav" => stream.write_all(
+            head(
+                "302 Found",
+                "Location: http://169.254.169.254/latest/meta-data/x.wav\r\nContent-Length: 0\r\n",
+            )
+            .as_bytes(),
+        ),
+        // The media the first time (the probe), then a redirect to cloud metadata (the
+        // download).
+        "/then-metadata.wav" => {
+            let earlier = log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|t| t.contains("/then-metadata.wav"))
+                .count();
+            if earlier <= 1 {
+                stream.write_all(&with_length(&small_wav(), "audio/wav"))
+            } else {
+                stream.write_all(
+                    head(
+                        "302 Found",
+                        "Location: http://169.254.169.254/latest/meta-data/x.wav\r\n\
+                         Content-Length: 0\r\n",
+                    )
+                    .as_bytes(),
+                )
+            }
+        }
         "/slow" => {
             std::thread::sleep(Duration::from_secs(30));
             Ok(())
@@ -222,7 +266,7 @@ async fn probe_media(yt: &YtDlp, url: &OutboundUrl, dir: &Path) -> audiomill_net
 
 #[tokio::test]
 async fn version_is_the_pinned_one() {
-    assert_eq!(ytdlp(false).version().await.unwrap(), PINNED_VERSION);
+    assert_eq!(ytdlp(false, 0).version().await.unwrap(), PINNED_VERSION);
 }
 
 #[tokio::test]
@@ -234,7 +278,7 @@ async fn a_missing_program_is_not_installed() {
 #[tokio::test]
 async fn probe_then_download_a_direct_link() {
     let port = server();
-    let yt = ytdlp(true);
+    let yt = ytdlp(true, port);
     let dir = tempfile::tempdir().unwrap();
     let meta = probe_media(&yt, &url(port, "/a.wav"), dir.path()).await;
     assert_eq!(meta.extractor, "generic");
@@ -269,7 +313,7 @@ async fn probe_then_download_a_direct_link() {
 async fn without_the_generic_extractor_a_plain_url_is_unsupported() {
     let port = server();
     let dir = tempfile::tempdir().unwrap();
-    let got = ytdlp(false)
+    let got = ytdlp(false, port)
         .probe(&url(port, "/a.wav"), dir.path(), false, 10, LONG)
         .await;
     assert!(
@@ -283,7 +327,7 @@ async fn without_the_generic_extractor_a_plain_url_is_unsupported() {
 async fn not_found_is_unavailable_and_says_nothing_of_yt_dlp() {
     let port = server();
     let dir = tempfile::tempdir().unwrap();
-    let err = ytdlp(true)
+    let err = ytdlp(true, port)
         .probe(&url(port, "/missing.wav"), dir.path(), false, 10, LONG)
         .await
         .unwrap_err();
@@ -299,7 +343,7 @@ async fn not_found_is_unavailable_and_says_nothing_of_yt_dlp() {
 #[tokio::test]
 async fn download_without_a_probe_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let got = ytdlp(true)
+    let got = ytdlp(true, 0)
         .download(dir.path(), 1_000_000, LONG, &mut |_, _| {})
         .await;
     assert!(matches!(got, Err(YtDlpError::NotProbed)), "{got:?}");
@@ -309,7 +353,7 @@ async fn download_without_a_probe_is_refused() {
 #[tokio::test]
 async fn a_declared_size_over_the_cap_is_too_large() {
     let port = server();
-    let yt = ytdlp(true);
+    let yt = ytdlp(true, port);
     let dir = tempfile::tempdir().unwrap();
     probe_media(&yt, &url(port, "/big.wav"), dir.path()).await;
     let got = yt
@@ -324,7 +368,7 @@ async fn a_declared_size_over_the_cap_is_too_large() {
 #[tokio::test]
 async fn an_undeclared_size_over_the_cap_is_stopped() {
     let port = server();
-    let yt = ytdlp(true);
+    let yt = ytdlp(true, port);
     let dir = tempfile::tempdir().unwrap();
     probe_media(&yt, &url(port, "/big-no-length.wav"), dir.path()).await;
     let mut most = 0;
@@ -342,7 +386,7 @@ async fn an_undeclared_size_over_the_cap_is_stopped() {
 #[tokio::test]
 async fn a_podcast_feed_is_a_playlist() {
     let port = server();
-    let yt = ytdlp(true);
+    let yt = ytdlp(true, port);
     let dir = tempfile::tempdir().unwrap();
     let feed = url(port, "/feed.xml");
     let Probe::Playlist(all) = yt.probe(&feed, dir.path(), true, 10, LONG).await.unwrap() else {
@@ -377,7 +421,7 @@ async fn a_slow_site_times_out_and_yt_dlp_is_gone() {
     let port = server();
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let got = ytdlp(true)
+    let got = ytdlp(true, port)
         .probe(
             &url(port, "/slow"),
             dir.path(),
@@ -394,7 +438,7 @@ async fn a_slow_site_times_out_and_yt_dlp_is_gone() {
 #[tokio::test]
 async fn a_slow_download_times_out_and_leaves_nothing() {
     let port = server();
-    let yt = ytdlp(true);
+    let yt = ytdlp(true, port);
     let dir = tempfile::tempdir().unwrap();
     probe_media(&yt, &url(port, "/slow-body.wav"), dir.path()).await;
     let started = Instant::now();
@@ -415,7 +459,7 @@ async fn a_slow_download_times_out_and_leaves_nothing() {
 #[tokio::test]
 async fn dropping_a_download_kills_yt_dlp() {
     let port = server();
-    let yt = ytdlp(true);
+    let yt = ytdlp(true, port);
     let dir = tempfile::tempdir().unwrap();
     probe_media(&yt, &url(port, "/slow-body.wav"), dir.path()).await;
     let mut calls = 0;
@@ -439,6 +483,7 @@ async fn the_cookies_file_is_passed_as_a_copy() {
     let mut config = YtDlpConfig::new(program());
     config.allow_generic_extractor = true;
     config.cookies = Some(cookies.clone());
+    config.policy = local_policy(port);
     let yt = YtDlp::new(config);
     probe_media(&yt, &url(port, "/a.wav"), dir.path()).await;
     assert_eq!(files(dir.path()), ["info.json"]);
@@ -449,6 +494,142 @@ async fn the_cookies_file_is_passed_as_a_copy() {
     assert_eq!(got.bytes, small_wav().len() as u64);
     assert_eq!(files(dir.path()), ["info.json", "media.wav"]);
     assert_eq!(std::fs::read_to_string(&cookies).unwrap(), content);
+}
+
+/// Captures the log of the current thread (the tests' runtime runs the proxy there too).
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn start() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// The `blocked_url` security events logged so far.
+    fn blocked(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains("security") && l.contains("blocked_url"))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// The proxy refused a connection to 169.254.169.254 (and logged no path of it).
+fn assert_metadata_blocked(log: &Captured) {
+    let blocked = log.blocked();
+    assert!(
+        blocked
+            .iter()
+            .any(|l| l.contains("169.254.169.254") && l.contains("link-local")),
+        "{blocked:?}"
+    );
+    assert!(
+        !blocked.iter().any(|l| l.contains("meta-data")),
+        "{blocked:?}"
+    );
+}
+
+/// Without an operator's proxy yt-dlp goes through the checking proxy: with the default
+/// policy it cannot reach the loopback server at all, whatever the URL check let through.
+#[tokio::test]
+async fn yt_dlp_connections_are_held_to_the_policy() {
+    let (port, seen) = logged_server();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = UrlPolicy {
+        extra_ports: vec![port],
+        allow_private_networks: false,
+    };
+    let (log, _guard) = Captured::start();
+    let started = Instant::now();
+    let got = ytdlp_with(true, policy)
+        .probe(&url(port, "/a.wav"), dir.path(), false, 10, LONG)
+        .await;
+    assert!(
+        matches!(got, Err(YtDlpError::Site(_) | YtDlpError::Failed)),
+        "{got:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "the server was never reached"
+    );
+    let blocked = log.blocked();
+    assert!(
+        blocked.iter().any(|l| l.contains("loopback")),
+        "{blocked:?}"
+    );
+}
+
+/// A redirect to cloud metadata is refused by the proxy: the probe fails at once (no hang on
+/// an address that is never connected to).
+#[tokio::test]
+async fn a_redirect_to_cloud_metadata_is_refused() {
+    let port = server();
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _guard) = Captured::start();
+    let started = Instant::now();
+    let got = ytdlp(true, port)
+        .probe(
+            &url(port, "/to-metadata.wav"),
+            dir.path(),
+            false,
+            10,
+            Duration::from_secs(20),
+        )
+        .await;
+    assert!(
+        matches!(got, Err(YtDlpError::Site(_) | YtDlpError::Failed)),
+        "{got:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(files(dir.path()), Vec::<String>::new());
+    assert_metadata_blocked(&log);
+}
+
+/// The same redirect met by the download (after a clean probe) fails the download.
+#[tokio::test]
+async fn a_download_redirected_to_cloud_metadata_fails() {
+    let (port, seen) = logged_server();
+    let yt = ytdlp(true, port);
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _guard) = Captured::start();
+    probe_media(&yt, &url(port, "/then-metadata.wav"), dir.path()).await;
+    assert!(log.blocked().is_empty(), "the probe met no redirect");
+    let started = Instant::now();
+    let got = yt
+        .download(
+            dir.path(),
+            1_000_000,
+            Duration::from_secs(20),
+            &mut |_, _| {},
+        )
+        .await;
+    assert!(
+        matches!(got, Err(YtDlpError::Site(_) | YtDlpError::Failed)),
+        "{got:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(seen.lock().unwrap().len() >= 2, "the download asked again");
+    assert_metadata_blocked(&log);
+    assert_eq!(files(dir.path()), ["info.json"]);
+    assert!(!process_in(dir.path()));
 }
 
 /// The operator's proxy carries every request (and no proxy means direct, whatever the
@@ -529,7 +710,11 @@ async fn yt_dlp_gets_an_argument_vector_and_an_empty_environment() {
     }
     let after = |flag: &str| args[args.iter().position(|a| *a == flag).unwrap() + 1];
     assert_eq!(after("--ies"), "default,-generic");
-    assert_eq!(after("--proxy"), "");
+    // No operator's proxy: the run's own checking proxy, on loopback.
+    assert!(
+        after("--proxy").starts_with("http://127.0.0.1:"),
+        "{args:?}"
+    );
     assert!(!dir.path().join("pwned").exists());
     assert!(!dir.path().join("stdin.txt").exists(), "stdin is null");
 }
