@@ -34,6 +34,20 @@ fn bind_lease<'q>(
         .bind(i64::from(lease.attempt))
 }
 
+/// Runs a fenced `UPDATE … RETURNING account_id` and returns the job's account, or `None` when
+/// the lease is no longer held (nothing was updated).
+async fn fenced_account<'q>(
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    lease: &'q Lease,
+    conn: &mut SqliteConnection,
+) -> Result<Option<String>> {
+    Ok(bind_lease(query, lease)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|row| sqlx::Row::try_get(&row, 0))
+        .transpose()?)
+}
+
 /// Loads the artifacts of `jobs` in one query and attaches them, oldest first.
 async fn attach_artifacts(conn: &mut SqliteConnection, jobs: &mut [Job]) -> Result<()> {
     if jobs.is_empty() {
@@ -466,12 +480,7 @@ impl SqliteStore {
         ))
         .bind(ms(now))
         .bind(result);
-        let account: Option<String> = bind_lease(query, lease)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|row| sqlx::Row::try_get(&row, 0))
-            .transpose()?;
-        let Some(account) = account else {
+        let Some(account) = fenced_account(query, lease, &mut tx).await? else {
             tx.rollback().await?;
             return Ok(false);
         };
@@ -522,12 +531,7 @@ impl SqliteStore {
         .bind(CHILDREN_OWNER)
         .bind(NEVER_MS)
         .bind(json(&result)?);
-        let account: Option<String> = bind_lease(query, lease)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|row| sqlx::Row::try_get(&row, 0))
-            .transpose()?;
-        let Some(account) = account else {
+        let Some(account) = fenced_account(query, lease, &mut tx).await? else {
             tx.rollback().await?;
             return Ok(false);
         };
