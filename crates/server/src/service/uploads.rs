@@ -98,7 +98,12 @@ impl Receiver {
                     AppError::bad_request("the request body could not be read")
                 }
             })?;
-            self.write(&chunk).await?;
+            if let Err(e) = self.write(&chunk).await {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    linger(&mut stream).await;
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -275,6 +280,29 @@ pub fn sanitize_filename(name: &str) -> String {
         .collect::<String>()
         .trim()
         .to_owned()
+}
+
+/// Most bytes read and thrown away after a body passed the cap, and for how long.
+const LINGER_BYTES: u64 = 4 << 20;
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and discards a little more of a refused body before the `413` goes out. A client
+/// still sending would otherwise hit a closed connection (a broken pipe) and never read the
+/// answer; the drain is bounded in bytes and time, so it costs an abuser nothing he can use.
+async fn linger<S, E>(stream: &mut S)
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    let drain = async {
+        let mut drained = 0u64;
+        while let Some(Ok(chunk)) = stream.next().await {
+            drained += chunk.len() as u64;
+            if drained > LINGER_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
 
 /// Receives a raw request body.
