@@ -45,6 +45,12 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Manage plans (quotas and limits).
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Manage accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
     /// Create or upgrade the database schema.
     Migrate,
     /// Print the effective configuration (secrets masked).
@@ -88,9 +94,22 @@ pub enum KeyCommand {
         /// A label for the key.
         #[arg(long)]
         name: String,
-        /// Account the key belongs to; created if missing. Default: an account named like the key.
+        /// Account the key belongs to; created on the default plan if missing. Default: an
+        /// account named like the key.
         #[arg(long)]
         account: Option<String>,
+        /// What the key may do: `jobs:read`, `jobs:write`, `admin`, comma-separated.
+        #[arg(long, default_value = "jobs:read,jobs:write")]
+        scopes: String,
+    },
+    /// Replace a key: a new key (same account, name and scopes) is printed, and the old one
+    /// stops working after a grace period.
+    Rotate {
+        /// The key's id, as `key list` shows it.
+        id: String,
+        /// Hours the old key keeps working (0: at once).
+        #[arg(long, default_value_t = 24)]
+        expire_old_in_hours: u32,
     },
     /// List keys (never the secret).
     List,
@@ -99,6 +118,71 @@ pub enum KeyCommand {
         /// The key's id, as `key list` shows it.
         id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Create a plan.
+    Create {
+        name: String,
+        #[command(flatten)]
+        limits: PlanArgs,
+    },
+    /// Change a plan's limits; flags not given keep their value.
+    Update {
+        name: String,
+        #[command(flatten)]
+        limits: PlanArgs,
+    },
+    /// List plans.
+    List,
+}
+
+/// The limits of a plan, as flags.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Seconds of input audio per calendar month.
+    #[arg(long, value_name = "N")]
+    pub audio_seconds_per_month: Option<u64>,
+    /// Jobs queued or running at once.
+    #[arg(long, value_name = "N")]
+    pub concurrent_jobs: Option<u32>,
+    /// Requests per minute per key.
+    #[arg(long, value_name = "N")]
+    pub requests_per_minute: Option<u32>,
+    /// Largest upload, in MB (10^6 bytes).
+    #[arg(long, value_name = "N")]
+    pub max_upload_mb: Option<u64>,
+    /// Longest input, in seconds.
+    #[arg(long, value_name = "N")]
+    pub max_input_seconds: Option<u64>,
+    /// Operations allowed, comma-separated (default: all).
+    #[arg(long, value_name = "LIST")]
+    pub operations: Option<String>,
+    /// Separation models allowed, comma-separated (default: all installed).
+    #[arg(long, value_name = "LIST")]
+    pub models: Option<String>,
+    /// Hours uploads and artifacts are kept.
+    #[arg(long, value_name = "N")]
+    pub retention_hours: Option<u32>,
+    /// Most items of a playlist download.
+    #[arg(long, value_name = "N")]
+    pub max_playlist_items: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create an account on a plan.
+    Create {
+        name: String,
+        /// The plan (default: `default`).
+        #[arg(long, default_value = "default")]
+        plan: String,
+    },
+    /// Move an account to another plan.
+    SetPlan { name: String, plan: String },
+    /// List accounts with their plans.
+    List,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 //! and hands them to the `server` and `worker` crates; the offline commands call the `media`
 //! engine directly. Errors end the process with a one-line message and a non-zero exit.
 
+mod accounts;
 mod cli;
 mod config;
 mod doctor;
@@ -54,6 +55,14 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Key(cmd) => {
             let config = config::Config::load(&overrides)?;
             runtime()?.block_on(keys::run(&config, cmd))
+        }
+        cli::Command::Plan(cmd) => {
+            let config = config::Config::load(&overrides)?;
+            runtime()?.block_on(accounts::plan(&config, cmd))
+        }
+        cli::Command::Account(cmd) => {
+            let config = config::Config::load(&overrides)?;
+            runtime()?.block_on(accounts::account(&config, cmd))
         }
         cli::Command::Migrate => {
             let config = config::Config::load(&overrides)?;

@@ -62,6 +62,8 @@ pub enum ErrorCode {
     UnsupportedSite,
     /// The site download failed for another reason.
     DownloadFailed,
+    /// The account's plan has no seconds left in this period for the job.
+    QuotaExceeded,
 }
 
 impl ErrorCode {
@@ -100,6 +102,7 @@ impl ErrorCode {
             ErrorCode::UpstreamRateLimited => "upstream_rate_limited",
             ErrorCode::UnsupportedSite => "unsupported_site",
             ErrorCode::DownloadFailed => "download_failed",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
         }
     }
 }

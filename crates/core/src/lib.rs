@@ -16,6 +16,7 @@ pub mod key;
 pub mod limits;
 pub mod media;
 pub mod operation;
+pub mod plan;
 pub mod separation;
 pub mod source;
 
@@ -28,5 +29,6 @@ pub use operation::{
     AnalyzeOptions, AudioFormat, ConvertOptions, DownloadOptions, InputRef, JobRequest, JobSpec,
     Normalize, Operation, OperationKind, OutputSpec, SampleFormat, SpecError, TrimSilence,
 };
+pub use plan::{period_end, usage_period, PlanError, PlanLimits, PlanName, Scope};
 pub use separation::{ModelName, SeparateOptions, StemName};
 pub use source::{InputUrl, InputUrlError, MAX_INPUT_URL_BYTES};

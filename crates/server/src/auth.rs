@@ -6,7 +6,7 @@
 //! `security` target with the client address and the reason, never the key.
 
 use audiomill_core::key::ApiKey;
-use audiomill_core::{AccountId, KeyId};
+use audiomill_core::{AccountId, KeyId, Scope};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
@@ -23,6 +23,58 @@ pub struct Tenant {
     pub account: AccountId,
     /// The key used.
     pub key: KeyId,
+    /// What the key may do.
+    pub scopes: Scopes,
+}
+
+/// A key's scopes, as a small set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scopes {
+    read: bool,
+    write: bool,
+    admin: bool,
+}
+
+impl Scopes {
+    /// The set of `scopes`.
+    pub fn of(scopes: &[Scope]) -> Self {
+        Self {
+            read: scopes.contains(&Scope::JobsRead),
+            write: scopes.contains(&Scope::JobsWrite),
+            admin: scopes.contains(&Scope::Admin),
+        }
+    }
+
+    /// Whether `scope` is in the set.
+    pub fn has(self, scope: Scope) -> bool {
+        match scope {
+            Scope::JobsRead => self.read,
+            Scope::JobsWrite => self.write,
+            Scope::Admin => self.admin,
+        }
+    }
+}
+
+impl Tenant {
+    /// `403` unless the key has `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), AppError> {
+        if self.scopes.has(scope) {
+            Ok(())
+        } else {
+            tracing::warn!(
+                target: "security",
+                event = "scope_denied",
+                account = %self.account,
+                key = %self.key,
+                scope = scope.as_str(),
+                "request refused: the key lacks a scope"
+            );
+            Err(AppError::forbidden(
+                "insufficient_scope",
+                format!("this key does not have the {scope} scope"),
+            ))
+        }
+    }
 }
 
 /// The client's address (the TCP peer; proxies are handled in a later change).
@@ -80,9 +132,11 @@ impl FromRequestParts<AppState> for Tenant {
             _ if !well_formed => Err(reject("malformed")),
             None => Err(reject("unknown")),
             Some(k) if k.revoked_at.is_some() => Err(reject("revoked")),
+            Some(k) if !k.is_active(chrono::Utc::now()) => Err(reject("expired")),
             Some(k) => Ok(Tenant {
                 account: k.account_id,
                 key: k.id,
+                scopes: Scopes::of(&k.scopes),
             }),
         }
     }

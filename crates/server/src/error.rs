@@ -122,6 +122,25 @@ impl AppError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, kind, detail)
     }
 
+    /// 429 for a plan limit (quota, active jobs), with `Retry-After` in seconds.
+    pub fn plan_limit(
+        kind: &'static str,
+        detail: impl Into<String>,
+        retry_after_secs: u64,
+    ) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, kind, detail);
+        e.headers.push((
+            header::RETRY_AFTER,
+            HeaderValue::from(retry_after_secs.max(1)),
+        ));
+        e
+    }
+
+    /// 403: the key or the plan does not allow this.
+    pub fn forbidden(kind: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, kind, detail)
+    }
+
     /// 416: the requested range is outside the file.
     pub fn range_not_satisfiable(size: u64) -> Self {
         let mut e = Self::new(

@@ -80,6 +80,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::jobs::events))
         .routes(routes!(routes::files::get))
         .routes(routes!(routes::models::list))
+        .routes(routes!(routes::usage::get))
 }
 
 /// The OpenAPI document of the API.

@@ -20,7 +20,9 @@ pub use model::*;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
-use audiomill_core::{AccountId, ArtifactId, JobError, JobId, KeyId, UploadId};
+use audiomill_core::{
+    AccountId, ArtifactId, JobError, JobId, KeyId, PlanLimits, PlanName, UploadId,
+};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
@@ -41,6 +43,9 @@ pub enum StoreError {
     /// A uniqueness rule was broken (e.g. an account name already taken).
     #[error("{0} already exists")]
     Conflict(&'static str),
+    /// A row the operation needs does not exist (e.g. the plan an account is put on).
+    #[error("{0} not found")]
+    NotFound(&'static str),
 }
 
 /// Result of the storage layer.
@@ -69,8 +74,31 @@ pub trait Store: Send + Sync + 'static {
 
     // ----- accounts and keys -----
 
-    /// Creates an account; `Conflict` if the name is taken.
-    async fn create_account(&self, name: &str) -> Result<Account>;
+    /// Creates an account on `plan` (`None`: the default plan); `Conflict` if the name is
+    /// taken, `NotFound` if the plan does not exist.
+    async fn create_account(&self, name: &str, plan: Option<&PlanName>) -> Result<Account>;
+    /// Moves an account to another plan; `false` if there is no such account.
+    async fn set_account_plan(&self, account: AccountId, plan: &PlanName) -> Result<bool>;
+    /// Every account, by name.
+    async fn list_accounts(&self) -> Result<Vec<Account>>;
+    /// The plan that applies to an account and its limits (the default plan's when the account
+    /// has none or the default plan has no row).
+    async fn account_limits(&self, account: AccountId) -> Result<(PlanName, PlanLimits)>;
+
+    // ----- plans and usage -----
+
+    /// Creates a plan; `Conflict` if the name is taken.
+    async fn create_plan(&self, name: &PlanName, limits: &PlanLimits) -> Result<Plan>;
+    /// Replaces a plan's limits (the default plan is created on its first update); `false` if
+    /// there is no such plan.
+    async fn update_plan(&self, name: &PlanName, limits: &PlanLimits) -> Result<bool>;
+    /// Every stored plan, by name (the default plan too, with its built-in limits if it has no
+    /// row).
+    async fn list_plans(&self) -> Result<Vec<Plan>>;
+    /// An account's usage in `period` (`YYYY-MM`).
+    async fn usage(&self, account: AccountId, period: &str) -> Result<Usage>;
+    /// Sets when a key stops working (rotation); `false` if there is no such key.
+    async fn expire_key(&self, id: KeyId, at: DateTime<Utc>) -> Result<bool>;
     /// The account with this name.
     async fn account_by_name(&self, name: &str) -> Result<Option<Account>>;
     /// Stores a new key record (the hash, never the key).
@@ -137,12 +165,14 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Heartbeat>;
     /// Marks the job succeeded and inserts its artifacts, atomically. The artifacts are stored
-    /// under the job's id and account, whatever their records say.
+    /// under the job's id and account, whatever their records say. `charged_seconds` (the audio
+    /// processed) settles the job's quota reservation.
     async fn succeed_job(
         &self,
         lease: &Lease,
         artifacts: &[Artifact],
         result: Option<serde_json::Value>,
+        charged_seconds: f64,
         now: DateTime<Utc>,
     ) -> Result<bool>;
     /// Turns a running job into the parent of `children` (a playlist's items), atomically:

@@ -2,7 +2,7 @@
 
 use audiomill_core::{
     AccountId, ArtifactId, InputRef, JobError, JobId, JobState, KeyId, MediaInfo, OperationKind,
-    OutputSpec, UploadId,
+    OutputSpec, PlanLimits, PlanName, Scope, UploadId,
 };
 use chrono::{DateTime, Utc};
 
@@ -12,7 +12,44 @@ pub struct Account {
     pub id: AccountId,
     /// Unique, human-chosen name.
     pub name: String,
+    /// The account's plan; `None`: the default plan.
+    pub plan: Option<PlanName>,
     pub created_at: DateTime<Utc>,
+}
+
+/// A plan as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub name: PlanName,
+    pub limits: PlanLimits,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What accepting a job takes from its account, checked and taken in the insert's
+/// transaction by guarded updates, so that concurrent submissions cannot overrun either.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reservation {
+    /// The usage period (`YYYY-MM`, UTC) the seconds count in.
+    pub period: String,
+    /// Estimated seconds of audio the job will process.
+    pub seconds: f64,
+    /// The plan's seconds per period.
+    pub quota_seconds: u64,
+    /// The plan's limit of jobs queued or running at once; `None` for a job that takes no
+    /// slot (a playlist item: its parent holds one).
+    pub concurrent_jobs: Option<u32>,
+}
+
+/// An account's usage in one period.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Usage {
+    pub used_seconds: f64,
+    pub reserved_seconds: f64,
+    /// Jobs queued or running now.
+    pub active_jobs: u32,
+    /// Per operation: seconds charged and jobs succeeded in the period.
+    pub by_operation: Vec<(OperationKind, f64, u64)>,
 }
 
 /// A stored API key: never the key itself.
@@ -28,6 +65,17 @@ pub struct KeyRecord {
     pub hash: String,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// What the key may do.
+    pub scopes: Vec<Scope>,
+    /// When the key stops working (set when it is rotated out).
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl KeyRecord {
+    /// Whether the key works at `now`: not revoked, not expired.
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|at| at > now)
+    }
 }
 
 /// An uploaded input.
@@ -78,6 +126,8 @@ pub struct NewJob {
     pub created_at: DateTime<Utc>,
     /// The playlist job this job is an item of.
     pub parent_id: Option<JobId>,
+    /// Quota and slot to take; `None` takes nothing (tests, internal jobs).
+    pub reservation: Option<Reservation>,
 }
 
 /// A job as stored.
@@ -108,6 +158,8 @@ pub struct Job {
     pub finished_at: Option<DateTime<Utc>>,
     /// The playlist job this job is an item of.
     pub parent_id: Option<JobId>,
+    /// Seconds of quota the job holds until it ends.
+    pub reserved_seconds: f64,
     pub artifacts: Vec<Artifact>,
 }
 
@@ -129,6 +181,10 @@ pub enum InsertJob {
     Existing(Job),
     /// The idempotency key was used before with a different request.
     IdempotencyMismatch,
+    /// The job does not fit in the period's quota; nothing was inserted.
+    QuotaExceeded { used: f64, reserved: f64 },
+    /// The account already has as many jobs queued or running as its plan allows.
+    TooManyActiveJobs,
 }
 
 /// Filter of job listings.

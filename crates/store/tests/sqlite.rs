@@ -31,7 +31,7 @@ async fn open() -> (TempDir, SqliteStore) {
 }
 
 async fn account(store: &SqliteStore, name: &str) -> AccountId {
-    store.create_account(name).await.unwrap().id
+    store.create_account(name, None).await.unwrap().id
 }
 
 fn new_job(account: AccountId, max_attempts: u32) -> NewJob {
@@ -48,6 +48,7 @@ fn new_job(account: AccountId, max_attempts: u32) -> NewJob {
         max_attempts,
         created_at: t0(),
         parent_id: None,
+        reservation: None,
     }
 }
 
@@ -123,6 +124,8 @@ fn key(account: AccountId, hash: &str, created_secs: i64) -> KeyRecord {
         hash: hash.into(),
         created_at: at(created_secs),
         revoked_at: None,
+        scopes: audiomill_core::Scope::defaults(),
+        expires_at: None,
     }
 }
 
@@ -131,7 +134,7 @@ async fn migrations_are_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audiomill.db");
     let first = SqliteStore::open(&path).await.unwrap();
-    let acme = first.create_account("acme").await.unwrap();
+    let acme = first.create_account("acme", None).await.unwrap();
     first.migrate().await.unwrap();
     // A second handle on the same file (as the CLI beside the server) migrates to a no-op.
     let second = SqliteStore::open(&path).await.unwrap();
@@ -152,10 +155,10 @@ async fn migrations_are_idempotent() {
 #[tokio::test]
 async fn accounts_have_unique_names() {
     let (_dir, store) = open().await;
-    let acme = store.create_account("acme").await.unwrap();
+    let acme = store.create_account("acme", None).await.unwrap();
     assert_eq!(acme.name, "acme");
     assert!(matches!(
-        store.create_account("acme").await,
+        store.create_account("acme", None).await,
         Err(StoreError::Conflict("account"))
     ));
     assert_eq!(store.account_by_name("acme").await.unwrap(), Some(acme));
@@ -349,7 +352,7 @@ async fn listings_and_claims_carry_artifacts() {
                 .map(|_| artifact(acme, claim.job.id, at(3600)))
                 .collect();
             assert!(store
-                .succeed_job(&claim.lease, &arts, None, at(1))
+                .succeed_job(&claim.lease, &arts, None, 0.0, at(1))
                 .await
                 .unwrap());
         }
@@ -470,7 +473,7 @@ async fn concurrent_identical_submissions_create_one_job() {
         match task.await.unwrap() {
             InsertJob::Created(job) => created.push(job.id),
             InsertJob::Existing(job) => existing.push(job.id),
-            InsertJob::IdempotencyMismatch => panic!("mismatch"),
+            other => panic!("unexpected: {other:?}"),
         }
     }
     assert_eq!(created.len(), 1);
@@ -598,7 +601,7 @@ async fn expired_lease_is_reclaimed_and_old_owner_is_fenced() {
     );
     let art = artifact(acme, inserted.id, at(3600));
     assert!(!store
-        .succeed_job(&old.lease, std::slice::from_ref(&art), None, at(41))
+        .succeed_job(&old.lease, std::slice::from_ref(&art), None, 0.0, at(41))
         .await
         .unwrap());
     let error = JobError::new(ErrorCode::Internal, "boom");
@@ -641,6 +644,7 @@ async fn expired_lease_is_reclaimed_and_old_owner_is_fenced() {
             &new.lease,
             std::slice::from_ref(&art),
             Some(result.clone()),
+            0.0,
             at(50)
         )
         .await
@@ -654,7 +658,7 @@ async fn expired_lease_is_reclaimed_and_old_owner_is_fenced() {
     assert_eq!(store.get_artifact(acme, art.id).await.unwrap(), Some(art));
     // Finished: the new lease is spent too.
     assert!(!store
-        .succeed_job(&new.lease, &[], None, at(51))
+        .succeed_job(&new.lease, &[], None, 0.0, at(51))
         .await
         .unwrap());
     assert_eq!(
@@ -894,7 +898,7 @@ async fn delete_job_returns_artifacts_and_refuses_unfinished_jobs() {
         artifact(acme, inserted.id, at(3600)),
     ];
     assert!(store
-        .succeed_job(&claim.lease, &arts, None, at(1))
+        .succeed_job(&claim.lease, &arts, None, 0.0, at(1))
         .await
         .unwrap());
 
@@ -929,7 +933,7 @@ async fn artifacts_are_scoped_and_owned_by_their_job() {
     // A record naming another account is stored under the job's.
     let mut art = artifact(other, inserted.id, at(3600));
     assert!(store
-        .succeed_job(&claim.lease, std::slice::from_ref(&art), None, at(1))
+        .succeed_job(&claim.lease, std::slice::from_ref(&art), None, 0.0, at(1))
         .await
         .unwrap());
     assert_eq!(store.get_artifact(other, art.id).await.unwrap(), None);
@@ -958,7 +962,7 @@ async fn expired_files_and_blob_keys() {
         artifact(acme, inserted.id, at(2000)),
     ];
     assert!(store
-        .succeed_job(&claim.lease, &arts, None, at(1))
+        .succeed_job(&claim.lease, &arts, None, 0.0, at(1))
         .await
         .unwrap());
 
@@ -1029,7 +1033,7 @@ async fn a_playlist_parent_waits_for_its_children_and_reports_their_progress() {
     assert_eq!(p.result, Some(serde_json::json!({"items": 3})));
     // The old lease is gone: the worker that expanded it cannot write any more.
     assert!(!store
-        .succeed_job(&parent.lease, &[], None, at(2))
+        .succeed_job(&parent.lease, &[], None, 0.0, at(2))
         .await
         .unwrap());
     // No reaper or claim takes the waiting parent, however late.
@@ -1050,7 +1054,7 @@ async fn a_playlist_parent_waits_for_its_children_and_reports_their_progress() {
         .unwrap();
     assert!((job(&store, acct, parent.job.id).await.progress - 0.5 / 3.0).abs() < 1e-9);
     store
-        .succeed_job(&by_id(children[0]).lease, &[], None, at(100_000_002))
+        .succeed_job(&by_id(children[0]).lease, &[], None, 0.0, at(100_000_002))
         .await
         .unwrap();
     store
@@ -1066,7 +1070,7 @@ async fn a_playlist_parent_waits_for_its_children_and_reports_their_progress() {
     assert_eq!(p.state, JobState::Running);
     assert!((p.progress - 2.0 / 3.0).abs() < 1e-9);
     store
-        .succeed_job(&by_id(children[2]).lease, &[], None, at(100_000_004))
+        .succeed_job(&by_id(children[2]).lease, &[], None, 0.0, at(100_000_004))
         .await
         .unwrap();
     let p = job(&store, acct, parent.job.id).await;

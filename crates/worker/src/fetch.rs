@@ -33,6 +33,7 @@ pub(crate) enum FetchedInput {
 /// item (at most `max_items`). `progress` gets the fraction downloaded, when it is known.
 pub(crate) async fn fetch_input(
     config: &WorkerConfig,
+    limits: &Limits,
     url: &InputUrl,
     dir: &JobDir,
     playlist: Option<u32>,
@@ -59,7 +60,7 @@ pub(crate) async fn fetch_input(
         };
         from_site(
             &YtDlp::new(ytdlp.clone()),
-            &config.limits,
+            limits,
             url,
             &checked,
             dir,
@@ -69,33 +70,34 @@ pub(crate) async fn fetch_input(
         )
         .await
     } else {
-        direct(config, url, &checked, dir, time_left, &mut report).await
+        direct(config, limits, url, &checked, dir, time_left, &mut report).await
     }
 }
 
 /// A direct link, through the outbound client.
 async fn direct(
     config: &WorkerConfig,
+    limits: &Limits,
     url: &InputUrl,
     checked: &OutboundUrl,
     dir: &JobDir,
     time_left: Duration,
     progress: &mut (dyn FnMut(u64, Option<u64>) + Send),
 ) -> Result<FetchedInput, JobError> {
-    let limits = FetchLimits {
-        max_bytes: config.limits.max_upload_bytes,
+    let fetch_limits = FetchLimits {
+        max_bytes: limits.max_upload_bytes,
         total: time_left,
         idle: config.fetch_idle_timeout,
         max_redirects: MAX_REDIRECTS,
     };
-    let fetcher = Fetcher::new(config.url_policy.clone(), limits).map_err(|e| {
+    let fetcher = Fetcher::new(config.url_policy.clone(), fetch_limits).map_err(|e| {
         tracing::error!(error = %e, "cannot build the outbound client");
         internal()
     })?;
     let fetched = fetcher
         .fetch_with_progress(checked, &dir.input(), progress)
         .await
-        .map_err(|e| fetch_error(e, config.limits.max_upload_bytes))?;
+        .map_err(|e| fetch_error(e, limits.max_upload_bytes))?;
     tracing::info!(bytes = fetched.bytes, "URL input fetched");
     Ok(FetchedInput::Media(SourceMeta {
         url: url.as_str().to_owned(),

@@ -10,10 +10,10 @@ use crate::WorkerConfig;
 use audiomill_blob::{BlobError, BlobKey, BlobStore};
 use audiomill_core::{
     ArtifactId, AudioFormat, DownloadOptions, ErrorCode, InputRef, InputUrl, JobError, JobId,
-    Operation, OperationKind, OutputSpec,
+    Limits, Operation, OperationKind, OutputSpec,
 };
 use audiomill_net::PlaylistMeta;
-use audiomill_store::{Artifact, ClaimedJob, Heartbeat, Job, Lease, NewJob, Store};
+use audiomill_store::{Artifact, ClaimedJob, Heartbeat, Job, Lease, NewJob, Reservation, Store};
 use chrono::Utc;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
@@ -159,6 +159,29 @@ async fn attempt(
     record(shared, claimed, end).await
 }
 
+/// The limits of this job: the worker's, narrowed by the account's plan, and for an input
+/// whose length was unknown when it was accepted (a link, an artifact) by the seconds it
+/// reserved, so that no job can process more than its account was charged for.
+async fn job_limits(shared: &Shared, job: &Job) -> Result<Limits, JobError> {
+    let (_, plan) = shared
+        .store
+        .account_limits(job.account_id)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot read the account's plan");
+            internal()
+        })?;
+    let mut limits = shared.config.limits;
+    limits.max_upload_bytes = limits.max_upload_bytes.min(plan.max_upload_bytes);
+    limits.max_duration_secs = limits.max_duration_secs.min(plan.max_input_seconds);
+    limits.max_playlist_items = limits.max_playlist_items.min(plan.max_playlist_items);
+    if job.input_seconds.is_none() && job.reserved_seconds > 0.0 {
+        let reserved = job.reserved_seconds.ceil() as u64;
+        limits.max_duration_secs = limits.max_duration_secs.min(reserved.max(1));
+    }
+    Ok(limits)
+}
+
 /// Runs `work` until it ends, or until the job is canceled, the lease is lost, the deadline
 /// passes or the worker shuts down (then `work` is dropped, which stops it).
 async fn guarded<T>(
@@ -206,7 +229,15 @@ pub(crate) async fn expand(shared: &Shared, claimed: &ClaimedJob, list: Playlist
         convert: options.convert,
     })
     .options_json();
+    let plan = match shared.store.account_limits(job.account_id).await {
+        Ok((_, plan)) => plan,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the account's plan");
+            return fail(shared, claimed, internal()).await;
+        }
+    };
     let now = Utc::now();
+    let period = audiomill_core::usage_period(now);
     let mut children = Vec::with_capacity(list.entries.len());
     let mut items = Vec::with_capacity(list.entries.len());
     let mut skipped = 0usize;
@@ -241,6 +272,17 @@ pub(crate) async fn expand(shared: &Shared, claimed: &ClaimedJob, list: Playlist
             max_attempts: job.max_attempts,
             created_at: now,
             parent_id: Some(job.id),
+            // Each item holds its own share of the quota (its stated length, else the longest
+            // input the plan allows); the parent holds the one active-job slot.
+            reservation: Some(Reservation {
+                period: period.clone(),
+                seconds: entry
+                    .duration
+                    .filter(|d| d.is_finite() && *d > 0.0)
+                    .unwrap_or(plan.max_input_seconds as f64),
+                quota_seconds: plan.audio_seconds_per_month,
+                concurrent_jobs: None,
+            }),
         });
     }
     if children.is_empty() {
@@ -413,13 +455,17 @@ async fn run_child(
         (InputRef::Url(_), _) => 0.3,
         _ => 0.0,
     };
+    let limits = match job_limits(shared, job).await {
+        Ok(limits) => limits,
+        Err(error) => return RunEnd::Failed(error),
+    };
     let mut source = None;
     if let InputRef::Url(url) = &job.input {
         let playlist = match &operation {
             Operation::Download(o) if o.playlist => Some(
                 o.max_items
-                    .unwrap_or(config.limits.max_playlist_items)
-                    .min(config.limits.max_playlist_items),
+                    .unwrap_or(limits.max_playlist_items)
+                    .min(limits.max_playlist_items),
             ),
             _ => None,
         };
@@ -428,7 +474,8 @@ async fn run_child(
         let mut report = move |fraction: f64| {
             sender.send_replace(Some(fraction * fetch_share));
         };
-        let fetching = fetch::fetch_input(config, url, dir, playlist, time_left, &mut report);
+        let fetching =
+            fetch::fetch_input(config, &limits, url, dir, playlist, time_left, &mut report);
         match guarded(fetching, keeper, stop, deadline).await {
             Err(end) => return end,
             Ok(Err(error)) => return RunEnd::Failed(error),
@@ -505,7 +552,7 @@ async fn run_child(
                 fetch::name_from_title(title)
             })
             .unwrap_or_else(|| "output".to_owned()),
-        limits: config.limits,
+        limits,
         model,
         source,
     };
@@ -833,7 +880,10 @@ async fn record(shared: &Shared, claimed: &ClaimedJob, end: Final) -> Outcome {
             rows,
             result,
             audio_seconds,
-        } => match store.succeed_job(lease, &rows, result, Utc::now()).await {
+        } => match store
+            .succeed_job(lease, &rows, result, audio_seconds, Utc::now())
+            .await
+        {
             Ok(true) => {
                 shared
                     .metrics

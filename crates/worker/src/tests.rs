@@ -541,7 +541,7 @@ async fn reaper_deletes_expired_rows_and_bytes() {
         .await
         .unwrap();
     let blob = LocalBlobStore::open(root.path().join("blobs")).unwrap();
-    let account = store.create_account("test").await.unwrap().id;
+    let account = store.create_account("test", None).await.unwrap().id;
     let now = Utc::now();
     let hour = chrono::Duration::hours(1);
 
@@ -593,6 +593,7 @@ async fn reaper_deletes_expired_rows_and_bytes() {
                 max_attempts: 3,
                 created_at: now - hour * 2,
                 parent_id: None,
+                reservation: None,
             },
             None,
         )
@@ -622,7 +623,7 @@ async fn reaper_deletes_expired_rows_and_bytes() {
         });
     }
     assert!(store
-        .succeed_job(&claimed.lease, &artifacts, None, now)
+        .succeed_job(&claimed.lease, &artifacts, None, 1.0, now)
         .await
         .unwrap());
 

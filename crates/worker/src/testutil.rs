@@ -3,11 +3,11 @@
 use async_trait::async_trait;
 use audiomill_core::{
     AccountId, ArtifactId, InputRef, JobError, JobId, JobState, KeyId, MediaInfo, OperationKind,
-    OutputSpec, UploadId,
+    OutputSpec, PlanLimits, PlanName, UploadId,
 };
 use audiomill_store::{
     Account, Artifact, CancelOutcome, ClaimedJob, Heartbeat, Idempotency, InsertJob, Job,
-    JobFilter, KeyRecord, Lease, NewJob, Page, Result, Store, Upload,
+    JobFilter, KeyRecord, Lease, NewJob, Page, Plan, Result, Store, Upload, Usage,
 };
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, VecDeque};
@@ -42,6 +42,8 @@ pub(crate) struct State {
     pub(crate) heartbeats: Vec<Option<f64>>,
     pub(crate) succeed_returns: Option<bool>,
     pub(crate) calls: Vec<Call>,
+    /// The plan limits `account_limits` answers (the default plan's when `None`).
+    pub(crate) limits: Option<PlanLimits>,
 }
 
 #[derive(Default)]
@@ -104,6 +106,7 @@ pub(crate) fn claimed_job(
         started_at: Some(now),
         finished_at: None,
         parent_id: None,
+        reserved_seconds: 0.0,
         artifacts: Vec::new(),
     };
     let lease = Lease {
@@ -119,7 +122,38 @@ impl Store for FakeStore {
     async fn ping(&self) -> Result<()> {
         Ok(())
     }
-    async fn create_account(&self, _name: &str) -> Result<Account> {
+    async fn create_account(&self, _name: &str, _plan: Option<&PlanName>) -> Result<Account> {
+        unreachable!("the worker never calls this store method")
+    }
+    async fn set_account_plan(&self, _account: AccountId, _plan: &PlanName) -> Result<bool> {
+        unreachable!("the worker never calls this store method")
+    }
+    async fn list_accounts(&self) -> Result<Vec<Account>> {
+        unreachable!("the worker never calls this store method")
+    }
+    async fn account_limits(&self, _account: AccountId) -> Result<(PlanName, PlanLimits)> {
+        let limits = self
+            .state
+            .lock()
+            .unwrap()
+            .limits
+            .clone()
+            .unwrap_or_default();
+        Ok((PlanName::default_plan(), limits))
+    }
+    async fn create_plan(&self, _name: &PlanName, _limits: &PlanLimits) -> Result<Plan> {
+        unreachable!("the worker never calls this store method")
+    }
+    async fn update_plan(&self, _name: &PlanName, _limits: &PlanLimits) -> Result<bool> {
+        unreachable!("the worker never calls this store method")
+    }
+    async fn list_plans(&self) -> Result<Vec<Plan>> {
+        unreachable!("the worker never calls this store method")
+    }
+    async fn usage(&self, _account: AccountId, _period: &str) -> Result<Usage> {
+        unreachable!("the worker never calls this store method")
+    }
+    async fn expire_key(&self, _id: KeyId, _at: DateTime<Utc>) -> Result<bool> {
         unreachable!("the worker never calls this store method")
     }
     async fn account_by_name(&self, _name: &str) -> Result<Option<Account>> {
@@ -212,6 +246,7 @@ impl Store for FakeStore {
         _lease: &Lease,
         artifacts: &[Artifact],
         result: Option<serde_json::Value>,
+        _charged_seconds: f64,
         _now: DateTime<Utc>,
     ) -> Result<bool> {
         let returns = self.state.lock().unwrap().succeed_returns.unwrap_or(true);

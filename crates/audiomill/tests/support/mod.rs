@@ -79,6 +79,22 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");
         let key = create_key(&data_dir, "test", None);
+        // Tests submit many jobs at once: the default plan's safe limits would refuse them.
+        let (status, _, stderr) = cli(
+            &[
+                "plan",
+                "update",
+                "default",
+                "--audio-seconds-per-month",
+                "1000000000",
+                "--concurrent-jobs",
+                "10000",
+                "--requests-per-minute",
+                "1000000",
+            ],
+            &data_dir,
+        );
+        assert!(status.success(), "plan update failed: {stderr}");
         let mut server = Self::spawn(data_dir, key, options.env);
         server._dir = Some(dir);
         server.wait_ready().await;

@@ -8,6 +8,7 @@ use axum::response::Response;
 use crate::auth::Tenant;
 use crate::routes::IdPath;
 use crate::{AppError, AppState};
+use audiomill_core::Scope;
 
 /// Download an artifact. Supports a single `Range` (`206`, or `416` outside the file).
 #[utoipa::path(get, path = "/v1/files/{id}", tag = "files",
@@ -22,5 +23,6 @@ pub async fn get(
     IdPath(id): IdPath<ArtifactId>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
+    tenant.require(Scope::JobsRead)?;
     crate::service::files::download(&state, tenant, id, &headers).await
 }

@@ -15,6 +15,7 @@ use crate::routes::IdPath;
 use crate::service::jobs::{self as svc, Deleted, ListQuery};
 use crate::views::{JobPage, JobView};
 use crate::{AppError, AppState};
+use audiomill_core::Scope;
 
 /// Submit a job. JSON body `{operation, input, options, output}`, or a multipart form with a
 /// `file` part (uploaded first, then used as the input) and a `spec` part (the same JSON,
@@ -30,6 +31,7 @@ pub async fn create(
     tenant: Tenant,
     request: Request,
 ) -> Result<Response, AppError> {
+    tenant.require(Scope::JobsWrite)?;
     let idempotency_key = request
         .headers()
         .get("idempotency-key")
@@ -77,6 +79,7 @@ pub async fn list(
     tenant: Tenant,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<JobPage>, AppError> {
+    tenant.require(Scope::JobsRead)?;
     let query = ListQuery::parse(&pairs)?;
     let (jobs, next_cursor) = svc::list(&state, tenant, query).await?;
     Ok(Json(JobPage {
@@ -95,6 +98,7 @@ pub async fn get(
     tenant: Tenant,
     IdPath(id): IdPath<JobId>,
 ) -> Result<Json<JobView>, AppError> {
+    tenant.require(Scope::JobsRead)?;
     let job = state
         .store()
         .get_job(tenant.account, id)
@@ -115,6 +119,7 @@ pub async fn delete(
     tenant: Tenant,
     IdPath(id): IdPath<JobId>,
 ) -> Result<Response, AppError> {
+    tenant.require(Scope::JobsWrite)?;
     Ok(match svc::cancel_or_delete(&state, tenant, id).await? {
         Deleted::Canceled(job) => (StatusCode::OK, Json(JobView::from(job))).into_response(),
         Deleted::CancelRequested(job) => {
@@ -136,6 +141,7 @@ pub async fn events(
     IdPath(id): IdPath<JobId>,
     _headers: HeaderMap,
 ) -> Result<Response, AppError> {
+    tenant.require(Scope::JobsRead)?;
     let job = state
         .store()
         .get_job(tenant.account, id)
@@ -277,6 +283,7 @@ mod tests {
             started_at: (attempt > 0).then(Utc::now),
             finished_at: state.is_terminal().then(Utc::now),
             parent_id: None,
+            reserved_seconds: 0.0,
             artifacts: vec![],
         }
     }

@@ -6,6 +6,7 @@ pub mod health;
 pub mod jobs;
 pub mod models;
 pub mod uploads;
+pub mod usage;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;

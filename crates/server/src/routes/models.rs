@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use crate::auth::Tenant;
 use crate::state::ModelSummary;
 use crate::{AppError, AppState};
+use audiomill_core::Scope;
 
 /// The separation models.
 #[derive(Serialize, ToSchema)]
@@ -23,8 +24,9 @@ pub struct ModelList {
     security(("api_key" = [])))]
 pub async fn list(
     State(state): State<AppState>,
-    _tenant: Tenant,
+    tenant: Tenant,
 ) -> Result<Json<ModelList>, AppError> {
+    tenant.require(Scope::JobsRead)?;
     let models = state
         .models()
         .list()

@@ -10,6 +10,7 @@ use crate::routes::IdPath;
 use crate::service::uploads as svc;
 use crate::views::UploadView;
 use crate::{AppError, AppState};
+use audiomill_core::Scope;
 
 /// Upload an audio file: the raw body, or the first file field of a multipart form.
 ///
@@ -25,6 +26,7 @@ pub async fn create(
     tenant: Tenant,
     request: Request,
 ) -> Result<(StatusCode, Json<UploadView>), AppError> {
+    tenant.require(Scope::JobsWrite)?;
     let upload = svc::upload(&state, tenant, request).await?;
     Ok((StatusCode::CREATED, Json(upload.into())))
 }
@@ -39,6 +41,7 @@ pub async fn get(
     tenant: Tenant,
     IdPath(id): IdPath<UploadId>,
 ) -> Result<Json<UploadView>, AppError> {
+    tenant.require(Scope::JobsRead)?;
     let upload = state
         .store()
         .get_upload(tenant.account, id)

@@ -9,7 +9,7 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 
 use crate::auth::{client_addr_of, Tenant};
-use crate::service::{uploads, url_inputs};
+use crate::service::{quota, uploads, url_inputs};
 use crate::state::ModelLookupError;
 use crate::{AppError, AppState};
 
@@ -85,9 +85,37 @@ pub async fn submit(
             None
         }
     };
+    let (_, plan) = state.store().account_limits(tenant.account).await?;
+    let operation = spec.operation.kind();
+    if !plan.allows(operation) {
+        return Err(AppError::forbidden(
+            "operation_not_allowed",
+            format!("your plan does not include {operation}"),
+        ));
+    }
     if let Operation::Separate(options) = &spec.operation {
+        if !plan.allows_model(options.model.as_str()) {
+            return Err(AppError::forbidden(
+                "model_not_allowed",
+                format!("your plan does not include model {}", options.model),
+            ));
+        }
         check_model(state, options).await?;
     }
+    if let Some(seconds) = input_seconds {
+        if seconds > plan.max_input_seconds as f64 {
+            return Err(AppError::unprocessable(
+                "input_too_long",
+                format!(
+                    "the input lasts {} s; your plan allows {} s",
+                    seconds.round(),
+                    plan.max_input_seconds
+                ),
+            ));
+        }
+    }
+    let now = Utc::now();
+    let reservation = quota::reservation(state, tenant, &plan, input_seconds, now).await?;
     let new = NewJob {
         id: JobId::new(),
         account_id: tenant.account,
@@ -97,8 +125,9 @@ pub async fn submit(
         output: spec.output,
         input_seconds,
         max_attempts: state.config().max_attempts,
-        created_at: Utc::now(),
+        created_at: now,
         parent_id: None,
+        reservation: Some(reservation),
     };
     match state.store().insert_job(new, idempotency).await? {
         InsertJob::Created(job) => {
@@ -114,6 +143,10 @@ pub async fn submit(
             "idempotency_mismatch",
             "this Idempotency-Key was already used with a different request",
         )),
+        InsertJob::QuotaExceeded { used, reserved } => Err(quota::exceeded(
+            state, tenant, client, &plan, used, reserved, now,
+        )),
+        InsertJob::TooManyActiveJobs => Err(quota::too_many_jobs(state, tenant, client, &plan)),
     }
 }
 

@@ -2,5 +2,6 @@
 
 pub mod files;
 pub mod jobs;
+pub mod quota;
 pub mod uploads;
 pub mod url_inputs;

@@ -107,10 +107,12 @@ async fn fetch_written(conn: &mut SqliteConnection, account: AccountId, id: JobI
 
 /// Inserts a new job row, queued.
 async fn insert_row(conn: &mut SqliteConnection, job: &NewJob) -> Result<()> {
+    let reservation = job.reservation.as_ref();
     sqlx::query(
         "INSERT INTO jobs (id, account_id, operation, options, input, output, input_seconds, \
          state, progress, attempt, max_attempts, cancel_requested, created_at, run_at, \
-         parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, 0, ?, 0, ?, ?, ?)",
+         parent_id, usage_period, reserved_seconds, holds_slot) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, 0, ?, 0, ?, ?, ?, ?, ?, ?)",
     )
     .bind(job.id.to_string())
     .bind(job.account_id.to_string())
@@ -123,10 +125,66 @@ async fn insert_row(conn: &mut SqliteConnection, job: &NewJob) -> Result<()> {
     .bind(ms(job.created_at))
     .bind(ms(job.created_at))
     .bind(job.parent_id.map(|id| id.to_string()))
+    .bind(reservation.map(|r| r.period.as_str()))
+    .bind(reservation.map_or(0.0, |r| r.seconds))
+    .bind(reservation.is_some_and(|r| r.concurrent_jobs.is_some()))
     .execute(&mut *conn)
     .await
     .map_err(super::conflict("job"))?;
     Ok(())
+}
+
+/// Takes a job's reservation from its account, or says why it does not fit. Both checks are
+/// guarded updates (`… WHERE active_jobs < limit`, `… WHERE used + reserved + seconds <=
+/// quota`), so two transactions can never both take the last slot or the last seconds; the
+/// caller rolls back on a refusal, which gives back anything taken here.
+async fn reserve(
+    conn: &mut SqliteConnection,
+    account: AccountId,
+    reservation: &Reservation,
+) -> Result<Option<InsertJob>> {
+    if let Some(limit) = reservation.concurrent_jobs {
+        let took = sqlx::query(
+            "UPDATE accounts SET active_jobs = active_jobs + 1 WHERE id = ? AND active_jobs < ?",
+        )
+        .bind(account.to_string())
+        .bind(i64::from(limit))
+        .execute(&mut *conn)
+        .await?;
+        if took.rows_affected() == 0 {
+            return Ok(Some(InsertJob::TooManyActiveJobs));
+        }
+    }
+    sqlx::query(
+        "INSERT INTO usage (account_id, period) VALUES (?, ?) \
+         ON CONFLICT (account_id, period) DO NOTHING",
+    )
+    .bind(account.to_string())
+    .bind(&reservation.period)
+    .execute(&mut *conn)
+    .await?;
+    let quota = i64::try_from(reservation.quota_seconds).unwrap_or(i64::MAX) as f64;
+    let took = sqlx::query(
+        "UPDATE usage SET reserved_seconds = reserved_seconds + ?1 \
+         WHERE account_id = ?2 AND period = ?3 AND used_seconds + reserved_seconds + ?1 <= ?4",
+    )
+    .bind(reservation.seconds)
+    .bind(account.to_string())
+    .bind(&reservation.period)
+    .bind(quota)
+    .execute(&mut *conn)
+    .await?;
+    if took.rows_affected() == 0 {
+        let (used, reserved): (f64, f64) = sqlx::query_as(
+            "SELECT used_seconds, reserved_seconds FROM usage WHERE account_id = ? AND period = ?",
+        )
+        .bind(account.to_string())
+        .bind(&reservation.period)
+        .fetch_one(&mut *conn)
+        .await?;
+        return Ok(Some(InsertJob::QuotaExceeded { used, reserved }));
+    }
+    Ok(None)
 }
 
 /// The lease owner of a playlist job waiting for its children (see `0002_playlists.sql`).
@@ -168,6 +226,12 @@ impl SqliteStore {
                 }
             }
 
+            if let Some(reservation) = &job.reservation {
+                if let Some(refused) = reserve(&mut tx, job.account_id, reservation).await? {
+                    tx.rollback().await?;
+                    return Ok(refused);
+                }
+            }
             insert_row(&mut tx, &job).await?;
 
             if let Some(idem) = &idempotency {
@@ -468,18 +532,26 @@ impl SqliteStore {
         lease: &Lease,
         artifacts: &[Artifact],
         result: Option<serde_json::Value>,
+        charged_seconds: f64,
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let result = result.as_ref().map(json).transpose()?;
+        let charged = if charged_seconds.is_finite() {
+            charged_seconds.max(0.0)
+        } else {
+            0.0
+        };
         let mut tx = self.write.begin_with(BEGIN_IMMEDIATE).await?;
+        // `charged_seconds` is read by the settlement trigger as the state changes.
         let query = sqlx::query(concat!(
             "UPDATE jobs SET state = 'succeeded', progress = 1, finished_at = ?, result = ?, \
-             error = NULL, lease_owner = NULL, lease_expires_at = NULL",
+             charged_seconds = ?, error = NULL, lease_owner = NULL, lease_expires_at = NULL",
             fenced!(),
             " RETURNING account_id"
         ))
         .bind(ms(now))
-        .bind(result);
+        .bind(result)
+        .bind(charged);
         let Some(account) = fenced_account(query, lease, &mut tx).await? else {
             tx.rollback().await?;
             return Ok(false);
@@ -535,6 +607,21 @@ impl SqliteStore {
             tx.rollback().await?;
             return Ok(false);
         };
+        // The parent's own estimate gives way to its items' reservations.
+        sqlx::query(
+            "UPDATE usage SET reserved_seconds = MAX(0, reserved_seconds - \
+               (SELECT reserved_seconds FROM jobs WHERE id = ?1)) \
+             WHERE account_id = ?2 \
+               AND period = (SELECT usage_period FROM jobs WHERE id = ?1)",
+        )
+        .bind(lease.job_id.to_string())
+        .bind(&account)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE jobs SET reserved_seconds = 0 WHERE id = ?")
+            .bind(lease.job_id.to_string())
+            .execute(&mut *tx)
+            .await?;
         for child in children {
             if child.account_id.to_string() != account || child.parent_id != Some(lease.job_id) {
                 tx.rollback().await?;
@@ -543,7 +630,32 @@ impl SqliteStore {
                     child.id, lease.job_id
                 )));
             }
-            insert_row(&mut tx, child).await?;
+            let refused = match &child.reservation {
+                Some(reservation) => reserve(&mut tx, child.account_id, reservation).await?,
+                None => None,
+            };
+            if refused.is_none() {
+                insert_row(&mut tx, child).await?;
+                continue;
+            }
+            // An item the quota cannot hold is recorded as failed, so the playlist shows it;
+            // the update (not the insert) lets the trigger count it for the parent.
+            let unreserved = NewJob {
+                reservation: None,
+                ..child.clone()
+            };
+            insert_row(&mut tx, &unreserved).await?;
+            sqlx::query(
+                "UPDATE jobs SET state = 'failed', finished_at = ?, error = ? WHERE id = ?",
+            )
+            .bind(ms(Utc::now()))
+            .bind(json(&JobError::new(
+                ErrorCode::QuotaExceeded,
+                "the plan's audio seconds for this month do not cover this item",
+            ))?)
+            .bind(child.id.to_string())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(true)

@@ -1,41 +1,59 @@
 //! Accounts and API keys.
 
-use super::rows::{self, key_columns, ms};
-use super::{conflict, SqliteStore};
+use super::plans::ensure_plan_row;
+use super::rows::{self, account_columns, key_columns, ms};
+use super::{conflict, SqliteStore, BEGIN_IMMEDIATE};
 use crate::model::*;
 use crate::Result;
-use audiomill_core::{AccountId, KeyId};
+use audiomill_core::{AccountId, KeyId, PlanName};
 use chrono::{DateTime, Utc};
 
 impl SqliteStore {
-    pub(super) async fn create_account_impl(&self, name: &str) -> Result<Account> {
-        let row = sqlx::query(
-            "INSERT INTO accounts (id, name, created_at) VALUES (?, ?, ?) \
-             RETURNING id, name, created_at",
-        )
+    pub(super) async fn create_account_impl(
+        &self,
+        name: &str,
+        plan: Option<&PlanName>,
+    ) -> Result<Account> {
+        let mut tx = self.write.begin_with(BEGIN_IMMEDIATE).await?;
+        // The default plan needs no row; any other must exist.
+        let plan = plan.filter(|p| p.as_str() != PlanName::DEFAULT);
+        if let Some(plan) = plan {
+            ensure_plan_row(&mut tx, plan).await?;
+        }
+        let row = sqlx::query(concat!(
+            "INSERT INTO accounts (id, name, plan, created_at) VALUES (?, ?, ?, ?) RETURNING ",
+            account_columns!()
+        ))
         .bind(AccountId::new().to_string())
         .bind(name)
+        .bind(plan.map(PlanName::as_str))
         .bind(ms(Utc::now()))
-        .fetch_one(&self.write)
+        .fetch_one(&mut *tx)
         .await
         .map_err(conflict("account"))?;
-        rows::account(&row)
+        let account = rows::account(&row)?;
+        tx.commit().await?;
+        Ok(account)
     }
 
     pub(super) async fn account_by_name_impl(&self, name: &str) -> Result<Option<Account>> {
-        sqlx::query("SELECT id, name, created_at FROM accounts WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.read)
-            .await?
-            .map(|row| rows::account(&row))
-            .transpose()
+        sqlx::query(concat!(
+            "SELECT ",
+            account_columns!(),
+            " FROM accounts WHERE name = ?"
+        ))
+        .bind(name)
+        .fetch_optional(&self.read)
+        .await?
+        .map(|row| rows::account(&row))
+        .transpose()
     }
 
     pub(super) async fn insert_key_impl(&self, key: &KeyRecord) -> Result<()> {
         sqlx::query(concat!(
             "INSERT INTO api_keys (",
             key_columns!(),
-            ") VALUES (?, ?, ?, ?, ?, ?, ?)"
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(key.id.to_string())
         .bind(key.account_id.to_string())
@@ -44,6 +62,8 @@ impl SqliteStore {
         .bind(&key.hash)
         .bind(ms(key.created_at))
         .bind(key.revoked_at.map(ms))
+        .bind(rows::json(&key.scopes)?)
+        .bind(key.expires_at.map(ms))
         .execute(&self.write)
         .await
         .map_err(conflict("key"))?;
@@ -83,6 +103,15 @@ impl SqliteStore {
                 .bind(id.to_string())
                 .execute(&self.write)
                 .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn expire_key_impl(&self, id: KeyId, at: DateTime<Utc>) -> Result<bool> {
+        let done = sqlx::query("UPDATE api_keys SET expires_at = ? WHERE id = ?")
+            .bind(ms(at))
+            .bind(id.to_string())
+            .execute(&self.write)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -10,12 +10,15 @@
 mod files;
 mod jobs;
 mod keys;
+mod plans;
 mod rows;
 
 use crate::model::*;
 use crate::{Result, Store, StoreError};
 use async_trait::async_trait;
-use audiomill_core::{AccountId, ArtifactId, JobError, JobId, JobState, KeyId, UploadId};
+use audiomill_core::{
+    AccountId, ArtifactId, JobError, JobId, JobState, KeyId, PlanLimits, PlanName, UploadId,
+};
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -108,8 +111,40 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn create_account(&self, name: &str) -> Result<Account> {
-        self.create_account_impl(name).await
+    async fn create_account(&self, name: &str, plan: Option<&PlanName>) -> Result<Account> {
+        self.create_account_impl(name, plan).await
+    }
+
+    async fn set_account_plan(&self, account: AccountId, plan: &PlanName) -> Result<bool> {
+        self.set_account_plan_impl(account, plan).await
+    }
+
+    async fn list_accounts(&self) -> Result<Vec<Account>> {
+        self.list_accounts_impl().await
+    }
+
+    async fn account_limits(&self, account: AccountId) -> Result<(PlanName, PlanLimits)> {
+        self.account_limits_impl(account).await
+    }
+
+    async fn create_plan(&self, name: &PlanName, limits: &PlanLimits) -> Result<Plan> {
+        self.create_plan_impl(name, limits).await
+    }
+
+    async fn update_plan(&self, name: &PlanName, limits: &PlanLimits) -> Result<bool> {
+        self.update_plan_impl(name, limits).await
+    }
+
+    async fn list_plans(&self) -> Result<Vec<Plan>> {
+        self.list_plans_impl().await
+    }
+
+    async fn usage(&self, account: AccountId, period: &str) -> Result<Usage> {
+        self.usage_impl(account, period).await
+    }
+
+    async fn expire_key(&self, id: KeyId, at: DateTime<Utc>) -> Result<bool> {
+        self.expire_key_impl(id, at).await
     }
 
     async fn account_by_name(&self, name: &str) -> Result<Option<Account>> {
@@ -198,9 +233,11 @@ impl Store for SqliteStore {
         lease: &Lease,
         artifacts: &[Artifact],
         result: Option<serde_json::Value>,
+        charged_seconds: f64,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        self.succeed_job_impl(lease, artifacts, result, now).await
+        self.succeed_job_impl(lease, artifacts, result, charged_seconds, now)
+            .await
     }
 
     async fn expand_job(

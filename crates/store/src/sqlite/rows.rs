@@ -15,7 +15,7 @@ macro_rules! job_columns {
     () => {
         "id, account_id, operation, options, input, output, input_seconds, state, progress, \
          attempt, max_attempts, cancel_requested, error, result, created_at, run_at, started_at, \
-         finished_at, parent_id"
+         finished_at, parent_id, reserved_seconds"
     };
 }
 pub(super) use job_columns;
@@ -39,7 +39,7 @@ pub(super) use upload_columns;
 /// Columns of `api_keys` read into a [`KeyRecord`].
 macro_rules! key_columns {
     () => {
-        "id, account_id, name, display_prefix, hash, created_at, revoked_at"
+        "id, account_id, name, display_prefix, hash, created_at, revoked_at, scopes, expires_at"
     };
 }
 pub(super) use key_columns;
@@ -107,11 +107,37 @@ fn unsigned<T: TryFrom<i64>>(row: &SqliteRow, column: &str) -> Result<T> {
         .map_err(|_| StoreError::Corrupt(format!("{column}: {value} is out of range")))
 }
 
+/// Columns of `accounts` read into an [`Account`].
+macro_rules! account_columns {
+    () => {
+        "id, name, plan, created_at"
+    };
+}
+pub(super) use account_columns;
+
 pub(super) fn account(row: &SqliteRow) -> Result<Account> {
     Ok(Account {
         id: parsed(row, "id")?,
         name: row.try_get("name")?,
+        plan: row
+            .try_get::<Option<String>, _>("plan")?
+            .map(|p| {
+                audiomill_core::PlanName::parse(&p)
+                    .map_err(|_| StoreError::Corrupt(format!("accounts.plan: {p:?}")))
+            })
+            .transpose()?,
         created_at: time(row, "created_at")?,
+    })
+}
+
+pub(super) fn plan(row: &SqliteRow) -> Result<Plan> {
+    let name: String = row.try_get("name")?;
+    Ok(Plan {
+        name: audiomill_core::PlanName::parse(&name)
+            .map_err(|_| StoreError::Corrupt(format!("plans.name: {name:?}")))?,
+        limits: from_json(row, "limits")?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
     })
 }
 
@@ -124,6 +150,8 @@ pub(super) fn key(row: &SqliteRow) -> Result<KeyRecord> {
         hash: row.try_get("hash")?,
         created_at: time(row, "created_at")?,
         revoked_at: opt_time(row, "revoked_at")?,
+        scopes: from_json(row, "scopes")?,
+        expires_at: opt_time(row, "expires_at")?,
     })
 }
 
@@ -183,6 +211,7 @@ pub(super) fn job(row: &SqliteRow) -> Result<Job> {
                     .map_err(|_| StoreError::Corrupt(format!("parent_id: cannot parse {id:?}")))
             })
             .transpose()?,
+        reserved_seconds: row.try_get("reserved_seconds")?,
         artifacts: Vec::new(),
     })
 }

@@ -1,0 +1,190 @@
+//! `audiomill plan …` and `audiomill account …`.
+
+use anyhow::{bail, Context};
+use audiomill_core::{OperationKind, PlanLimits, PlanName};
+use audiomill_store::{Store, StoreError};
+use std::process::ExitCode;
+
+use crate::cli::{AccountCommand, PlanArgs, PlanCommand};
+use crate::config::Config;
+
+pub async fn plan(config: &Config, command: PlanCommand) -> anyhow::Result<ExitCode> {
+    let store = crate::serve::open_store(config).await?;
+    match command {
+        PlanCommand::Create { name, limits } => {
+            let name = plan_name(&name)?;
+            for (flag, given) in [
+                (
+                    "--audio-seconds-per-month",
+                    limits.audio_seconds_per_month.is_some(),
+                ),
+                ("--concurrent-jobs", limits.concurrent_jobs.is_some()),
+                (
+                    "--requests-per-minute",
+                    limits.requests_per_minute.is_some(),
+                ),
+            ] {
+                if !given {
+                    bail!("plan create needs {flag}");
+                }
+            }
+            let limits = apply(PlanLimits::default(), limits)?;
+            match store.create_plan(&name, &limits).await {
+                Ok(_) => eprintln!("created plan {name}"),
+                Err(StoreError::Conflict(_)) => {
+                    bail!("plan {name} exists; change it with `audiomill plan update {name}`")
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        PlanCommand::Update { name, limits } => {
+            let name = plan_name(&name)?;
+            let current = store
+                .list_plans()
+                .await?
+                .into_iter()
+                .find(|p| p.name == name)
+                .with_context(|| format!("no plan {name}; see `audiomill plan list`"))?;
+            let limits = apply(current.limits, limits)?;
+            if !store.update_plan(&name, &limits).await? {
+                bail!("no plan {name}");
+            }
+            eprintln!("updated plan {name}");
+        }
+        PlanCommand::List => {
+            println!(
+                "{:<16} {:>12} {:>6} {:>8} {:>10} {:>10} OPERATIONS",
+                "NAME", "SECONDS/MO", "JOBS", "REQ/MIN", "UPLOAD_MB", "INPUT_S"
+            );
+            for plan in store.list_plans().await? {
+                let l = &plan.limits;
+                let ops: Vec<&str> = l.allowed_operations.iter().map(|o| o.as_str()).collect();
+                println!(
+                    "{:<16} {:>12} {:>6} {:>8} {:>10} {:>10} {}",
+                    plan.name.as_str(),
+                    l.audio_seconds_per_month,
+                    l.concurrent_jobs,
+                    l.requests_per_minute,
+                    l.max_upload_bytes / 1_000_000,
+                    l.max_input_seconds,
+                    ops.join(",")
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn account(config: &Config, command: AccountCommand) -> anyhow::Result<ExitCode> {
+    let store = crate::serve::open_store(config).await?;
+    match command {
+        AccountCommand::Create { name, plan } => {
+            let name = account_name(&name)?;
+            let plan = plan_name(&plan)?;
+            match store.create_account(&name, Some(&plan)).await {
+                Ok(account) => {
+                    eprintln!("created account {name} on plan {plan}");
+                    println!("{}", account.id);
+                }
+                Err(StoreError::Conflict(_)) => bail!("account {name} exists"),
+                Err(StoreError::NotFound(_)) => {
+                    bail!("no plan {plan}; create it with `audiomill plan create {plan} …`")
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        AccountCommand::SetPlan { name, plan } => {
+            let plan = plan_name(&plan)?;
+            let account = store
+                .account_by_name(&name)
+                .await?
+                .with_context(|| format!("no account {name:?}"))?;
+            match store.set_account_plan(account.id, &plan).await {
+                Ok(true) => eprintln!("account {name} is now on plan {plan}"),
+                Ok(false) => bail!("no account {name:?}"),
+                Err(StoreError::NotFound(_)) => bail!("no plan {plan}"),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        AccountCommand::List => {
+            println!("{:<32} {:<16} NAME", "ID", "PLAN");
+            for account in store.list_accounts().await? {
+                let plan = account
+                    .plan
+                    .map_or_else(|| PlanName::DEFAULT.to_owned(), |p| p.as_str().to_owned());
+                println!(
+                    "{:<32} {:<16} {}",
+                    account.id.to_string(),
+                    plan,
+                    account.name
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plan_name(text: &str) -> anyhow::Result<PlanName> {
+    PlanName::parse(text).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn account_name(text: &str) -> anyhow::Result<String> {
+    let name = text.trim();
+    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        bail!("an account name is 1-100 printable characters");
+    }
+    Ok(name.to_owned())
+}
+
+/// `limits` with every flag given set.
+fn apply(mut limits: PlanLimits, args: PlanArgs) -> anyhow::Result<PlanLimits> {
+    if let Some(n) = args.audio_seconds_per_month {
+        limits.audio_seconds_per_month = n;
+    }
+    if let Some(n) = args.concurrent_jobs {
+        limits.concurrent_jobs = n;
+    }
+    if let Some(n) = args.requests_per_minute {
+        limits.requests_per_minute = n;
+    }
+    if let Some(mb) = args.max_upload_mb {
+        limits.max_upload_bytes = mb
+            .checked_mul(1_000_000)
+            .context("--max-upload-mb is too large")?;
+    }
+    if let Some(n) = args.max_input_seconds {
+        limits.max_input_seconds = n;
+    }
+    if let Some(list) = args.operations {
+        limits.allowed_operations = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<OperationKind>()
+                    .map_err(|e| anyhow::anyhow!("--operations: {e}"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+    }
+    if let Some(list) = args.models {
+        let models: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        for model in &models {
+            audiomill_core::ModelName::parse(model)
+                .map_err(|e| anyhow::anyhow!("--models: {e}"))?;
+        }
+        limits.allowed_models = Some(models);
+    }
+    if let Some(n) = args.retention_hours {
+        limits.retention_hours = n;
+    }
+    if let Some(n) = args.max_playlist_items {
+        limits.max_playlist_items = n;
+    }
+    limits.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(limits)
+}
