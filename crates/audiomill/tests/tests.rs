@@ -9,6 +9,7 @@ mod execution;
 mod files;
 mod jobs;
 mod ops;
+mod plans;
 mod separate;
 mod uploads;
 mod urls;

@@ -30,9 +30,16 @@ pub struct TestServer {
 #[derive(Default, Clone)]
 pub struct Options {
     pub env: Vec<(String, String)>,
+    /// Extra arguments of `serve` (e.g. `--no-worker`).
+    pub args: Vec<String>,
 }
 
 impl Options {
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_owned());
+        self
+    }
+
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.to_owned(), v.to_owned()));
         self
@@ -95,7 +102,7 @@ impl TestServer {
             &data_dir,
         );
         assert!(status.success(), "plan update failed: {stderr}");
-        let mut server = Self::spawn(data_dir, key, options.env);
+        let mut server = Self::spawn_with(data_dir, key, options.env, &options.args);
         server._dir = Some(dir);
         server.wait_ready().await;
         server
@@ -103,10 +110,21 @@ impl TestServer {
 
     /// Starts a server on an existing data directory (after a crash, say).
     pub fn spawn(data_dir: PathBuf, key: String, env: Vec<(String, String)>) -> Self {
+        Self::spawn_with(data_dir, key, env, &[])
+    }
+
+    /// [`TestServer::spawn`] with extra arguments of `serve`.
+    pub fn spawn_with(
+        data_dir: PathBuf,
+        key: String,
+        env: Vec<(String, String)>,
+        args: &[String],
+    ) -> Self {
         let mut command = Command::new(BIN);
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
+            .args(args)
             .env("AUDIOMILL_LOG", "info")
             .env("AUDIOMILL_WORKER_CONCURRENCY", "2")
             .env("AUDIOMILL_WORKER_BACKOFF_BASE_SECS", "1")
