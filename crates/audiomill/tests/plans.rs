@@ -335,7 +335,18 @@ async fn scopes_plans_and_rotation_are_enforced() {
         ],
         "jobs:read,jobs:write",
     );
-    let mine = upload_as(&server, &key, two_seconds()).await;
+    // Inputs longer than the plan allows are refused at upload.
+    let r = server
+        .http
+        .post(server.url("/v1/uploads"))
+        .bearer_auth(&key)
+        .body(two_seconds())
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 422, "input_too_long").await;
+    let short = wav(8_000, 1, &sine(8_000, 1, 0.5, 440.0, 0.5), false);
+    let mine = upload_as(&server, &key, short).await;
     let r = server
         .http
         .post(server.url("/v1/jobs"))
@@ -345,15 +356,6 @@ async fn scopes_plans_and_rotation_are_enforced() {
         .await
         .unwrap();
     assert_problem(r, 403, "operation_not_allowed").await;
-    let r = server
-        .http
-        .post(server.url("/v1/jobs"))
-        .bearer_auth(&key)
-        .json(&json!({"operation": "analyze", "input": {"upload": mine}}))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(r, 422, "input_too_long").await;
     assert_eq!(
         usage(&server, &key).await["reserved_seconds"],
         0.0,

@@ -105,7 +105,7 @@ impl Default for PlanLimits {
             max_input_seconds: 3 * 3600,
             allowed_operations: OperationKind::ALL.to_vec(),
             allowed_models: None,
-            retention_hours: 24,
+            retention_hours: 7 * 24,
             max_playlist_items: 50,
         }
     }

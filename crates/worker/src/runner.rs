@@ -829,8 +829,17 @@ async fn ingest(
     }
 
     let now = Utc::now();
-    let retention = chrono::Duration::from_std(shared.config.artifact_retention)
-        .unwrap_or(chrono::Duration::MAX);
+    // The worker's retention, or the account's plan's if shorter.
+    let plan_retention = match shared.store.account_limits(job.account_id).await {
+        Ok((_, plan)) => Duration::from_secs(u64::from(plan.retention_hours) * 3600),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the account's plan");
+            return Err(internal());
+        }
+    };
+    let retention =
+        chrono::Duration::from_std(shared.config.artifact_retention.min(plan_retention))
+            .unwrap_or(chrono::Duration::MAX);
     let expires_at = now
         .checked_add_signed(retention)
         .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);

@@ -190,7 +190,8 @@ pub async fn submit_multipart(
     idempotency_key: Option<&str>,
 ) -> Result<Submitted, AppError> {
     let client = client_addr_of(&request);
-    let cap = state.config().limits.max_upload_bytes;
+    let plan = uploads::TenantLimits::of(state, tenant).await?;
+    let cap = plan.upload_cap;
     let mut form = Multipart::from_request(request, state)
         .await
         .map_err(|_| AppError::bad_request("malformed multipart body"))?;
@@ -214,7 +215,7 @@ pub async fn submit_multipart(
             }
             Some("file") if file.is_none() => {
                 let name = field.file_name().map(str::to_owned);
-                let received = uploads::receive_field(state, &mut field)
+                let received = uploads::receive_field(state, &plan, &mut field)
                     .await
                     .map_err(|e| uploads::refused(state, tenant, &client, e))?;
                 file = Some((received, name));
@@ -253,7 +254,7 @@ pub async fn submit_multipart(
     let mut spec =
         JobSpec::from_request(request).map_err(|e| AppError::unprocessable("invalid_job", e.0))?;
     // A retry carries the same file and spec: hash both.
-    let upload = uploads::store_upload(state, tenant, received, filename)
+    let upload = uploads::store_upload(state, tenant, &plan, received, filename)
         .await
         .map_err(|e| uploads::refused(state, tenant, &client, e))?;
     object_without_input(&mut spec_json);

@@ -173,8 +173,9 @@ pub async fn upload(
 ) -> Result<Upload, AppError> {
     let client = crate::auth::client_addr_of(&request);
     let result = async {
+        let plan = TenantLimits::of(state, tenant).await?;
         let (received, filename) = if is_multipart(&request) {
-            let cap = state.config().limits.max_upload_bytes;
+            let cap = plan.upload_cap;
             let mut form = axum::extract::Multipart::from_request(request, state)
                 .await
                 .map_err(|_| AppError::bad_request("malformed multipart body"))?;
@@ -192,11 +193,11 @@ pub async fn upload(
                 }
             };
             let filename = field.file_name().map(str::to_owned);
-            (receive_field(state, &mut field).await?, filename)
+            (receive_field(state, &plan, &mut field).await?, filename)
         } else {
-            (receive_body(state, request.into_body()).await?, None)
+            (receive_body(state, &plan, request.into_body()).await?, None)
         };
-        store_upload(state, tenant, received, filename).await
+        store_upload(state, tenant, &plan, received, filename).await
     }
     .await;
     result.map_err(|e| refused(state, tenant, &client, e))
@@ -219,6 +220,7 @@ pub fn is_multipart(request: &axum::extract::Request) -> bool {
 pub async fn store_upload(
     state: &AppState,
     tenant: Tenant,
+    plan: &TenantLimits,
     received: Receiver,
     filename: Option<String>,
 ) -> Result<Upload, AppError> {
@@ -226,7 +228,7 @@ pub async fn store_upload(
         return Err(AppError::bad_request("the upload is empty"));
     }
     let (temp, sha256, size) = received.finish().await?;
-    let limits = state.config().limits;
+    let limits = plan.limits;
     let media = state
         .prober()
         .probe(temp.path(), &limits)
@@ -249,7 +251,7 @@ pub async fn store_upload(
         sha256,
         media,
         created_at: now,
-        expires_at: now + state.config().upload_retention,
+        expires_at: now + plan.retention,
     };
     if let Err(e) = state.store().insert_upload(&upload).await {
         // No row: remove the bytes too, so nothing is left behind.
@@ -305,11 +307,42 @@ where
     let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
 
+/// What an account's plan narrows in the server's own limits, for one request.
+#[derive(Debug, Clone, Copy)]
+pub struct TenantLimits {
+    /// Largest upload, in bytes.
+    pub upload_cap: u64,
+    /// Limits the probe applies (the plan's longest input).
+    pub limits: audiomill_core::Limits,
+    /// How long an upload is kept.
+    pub retention: std::time::Duration,
+}
+
+impl TenantLimits {
+    /// The limits for `tenant`: the server's, narrowed by the account's plan.
+    pub async fn of(state: &AppState, tenant: Tenant) -> Result<Self, AppError> {
+        let (_, plan) = state.store().account_limits(tenant.account).await?;
+        let config = state.config();
+        let mut limits = config.limits;
+        limits.max_upload_bytes = limits.max_upload_bytes.min(plan.max_upload_bytes);
+        limits.max_duration_secs = limits.max_duration_secs.min(plan.max_input_seconds);
+        let plan_retention = std::time::Duration::from_secs(u64::from(plan.retention_hours) * 3600);
+        Ok(Self {
+            upload_cap: limits.max_upload_bytes,
+            limits,
+            retention: config.upload_retention.min(plan_retention),
+        })
+    }
+}
+
 /// Receives a raw request body.
-pub async fn receive_body(state: &AppState, body: axum::body::Body) -> Result<Receiver, AppError> {
+pub async fn receive_body(
+    state: &AppState,
+    plan: &TenantLimits,
+    body: axum::body::Body,
+) -> Result<Receiver, AppError> {
     let config = state.config();
-    let mut receiver =
-        Receiver::create(&config.upload_temp_dir, config.limits.max_upload_bytes).await?;
+    let mut receiver = Receiver::create(&config.upload_temp_dir, plan.upload_cap).await?;
     receiver.write_stream(body.into_data_stream()).await?;
     Ok(receiver)
 }
@@ -317,16 +350,16 @@ pub async fn receive_body(state: &AppState, body: axum::body::Body) -> Result<Re
 /// Receives one multipart field.
 pub async fn receive_field(
     state: &AppState,
+    plan: &TenantLimits,
     field: &mut axum::extract::multipart::Field<'_>,
 ) -> Result<Receiver, AppError> {
     let config = state.config();
-    let mut receiver =
-        Receiver::create(&config.upload_temp_dir, config.limits.max_upload_bytes).await?;
+    let mut receiver = Receiver::create(&config.upload_temp_dir, plan.upload_cap).await?;
     loop {
         match field.chunk().await {
             Ok(Some(chunk)) => receiver.write(&chunk).await?,
             Ok(None) => break,
-            Err(e) => return Err(multipart_error(e, config.limits.max_upload_bytes)),
+            Err(e) => return Err(multipart_error(e, plan.upload_cap)),
         }
     }
     Ok(receiver)
