@@ -129,11 +129,10 @@ fn plan_name(text: &str) -> anyhow::Result<PlanName> {
 }
 
 fn account_name(text: &str) -> anyhow::Result<String> {
-    let name = text.trim();
-    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
-        bail!("an account name is 1-100 printable characters");
-    }
-    Ok(name.to_owned())
+    Ok(audiomill_server::service::admin::check_name(
+        "an account name",
+        text,
+    )?)
 }
 
 /// `limits` with every flag given set.

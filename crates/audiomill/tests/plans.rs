@@ -410,3 +410,123 @@ fn create_key_with(server: &TestServer, name: &str, scopes: &str) -> String {
     assert!(status.success(), "{stderr}");
     stdout.trim().to_owned()
 }
+
+#[tokio::test]
+async fn the_admin_api_does_what_the_cli_does() {
+    let server = TestServer::start().await;
+    let admin = create_key_with(&server, "ops", "admin");
+    let call = |method: reqwest::Method, path: &str, key: &str, body: Option<serde_json::Value>| {
+        let mut request = server
+            .http
+            .request(method, server.url(path))
+            .bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send()
+    };
+    // Ordinary keys are refused.
+    let r = call(reqwest::Method::GET, "/v1/admin/plans", &server.key, None)
+        .await
+        .unwrap();
+    assert_problem(r, 403, "insufficient_scope").await;
+
+    let mut limits = serde_json::to_value(audiomill_core::PlanLimits::default()).unwrap();
+    limits["audio_seconds_per_month"] = json!(600);
+    limits["allowed_operations"] = json!(["analyze"]);
+    let r = call(
+        reqwest::Method::POST,
+        "/v1/admin/plans",
+        &admin,
+        Some(json!({"name": "small", "limits": limits})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    // Invalid input is refused with a clear problem, and nothing is written.
+    let r = call(
+        reqwest::Method::POST,
+        "/v1/admin/plans",
+        &admin,
+        Some(json!({"name": "Bad Name", "limits": limits})),
+    )
+    .await
+    .unwrap();
+    assert_problem(r, 422, "invalid_request").await;
+    let r = call(
+        reqwest::Method::POST,
+        "/v1/admin/accounts",
+        &admin,
+        Some(json!({"name": "acme", "plan": "nope"})),
+    )
+    .await
+    .unwrap();
+    assert_problem(r, 404, "not_found").await;
+
+    let r = call(
+        reqwest::Method::POST,
+        "/v1/admin/accounts",
+        &admin,
+        Some(json!({"name": "acme", "plan": "small"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = call(
+        reqwest::Method::POST,
+        "/v1/admin/keys",
+        &admin,
+        Some(json!({"name": "acme-app", "account": "acme"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: serde_json::Value = r.json().await.unwrap();
+    let acme_key = created["key"].as_str().unwrap().to_owned();
+    assert_eq!(created["scopes"], json!(["jobs:read", "jobs:write"]));
+
+    let u = usage(&server, &acme_key).await;
+    assert_eq!(
+        (u["plan"].as_str(), u["quota_seconds"].as_u64()),
+        (Some("small"), Some(600))
+    );
+    // The CLI sees what the API made.
+    let listed = run_cli(&server, &["account", "list"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("small") && l.ends_with("acme")),
+        "{listed}"
+    );
+
+    // Plan changes apply at once; a key revoked by the API stops working.
+    limits["audio_seconds_per_month"] = json!(1200);
+    let r = call(
+        reqwest::Method::PUT,
+        "/v1/admin/plans/small",
+        &admin,
+        Some(limits.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(usage(&server, &acme_key).await["quota_seconds"], 1200);
+    let id = created["id"].as_str().unwrap();
+    let r = call(
+        reqwest::Method::DELETE,
+        &format!("/v1/admin/keys/{id}"),
+        &admin,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = server
+        .http
+        .get(server.url("/v1/usage"))
+        .bearer_auth(&acme_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}

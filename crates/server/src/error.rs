@@ -187,6 +187,18 @@ impl From<audiomill_store::StoreError> for AppError {
     }
 }
 
+impl From<crate::service::admin::AdminError> for AppError {
+    fn from(e: crate::service::admin::AdminError) -> Self {
+        use crate::service::admin::AdminError;
+        match e {
+            AdminError::Invalid(detail) => AppError::unprocessable("invalid_request", detail),
+            AdminError::NotFound(what) => AppError::not_found(what),
+            AdminError::Conflict(what) => AppError::conflict(format!("{what} already exists")),
+            AdminError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<audiomill_blob::BlobError> for AppError {
     fn from(e: audiomill_blob::BlobError) -> Self {
         AppError::internal(e)

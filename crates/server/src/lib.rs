@@ -13,6 +13,7 @@
 
 mod auth;
 mod error;
+mod extract;
 mod http;
 mod metrics;
 pub mod routes;
@@ -41,9 +42,9 @@ use utoipa_axum::routes;
 #[openapi(
     info(title = "audiomill", description = "Self-hosted audio processing: upload, convert, analyze, separate into stems.", license(name = "AGPL-3.0-or-later")),
     modifiers(&SecuritySchemes),
-    components(schemas(audiomill_core::ConvertOptions, audiomill_core::AnalyzeOptions, audiomill_core::SeparateOptions)),
+    components(schemas(audiomill_core::ConvertOptions, audiomill_core::AnalyzeOptions, audiomill_core::SeparateOptions, audiomill_core::DownloadOptions)),
     tags((name = "uploads", description = "Input files"), (name = "jobs", description = "Processing jobs"),
-         (name = "files", description = "Results"), (name = "models", description = "Separation models"), (name = "ops", description = "Health and metrics"))
+         (name = "files", description = "Results"), (name = "models", description = "Separation models"), (name = "usage", description = "Quota of the account's plan"), (name = "admin", description = "Plans, accounts and keys (admin scope)"), (name = "ops", description = "Health and metrics"))
 )]
 struct ApiDoc;
 
@@ -81,6 +82,19 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::files::get))
         .routes(routes!(routes::models::list))
         .routes(routes!(routes::usage::get))
+        .routes(routes!(
+            routes::admin::list_plans,
+            routes::admin::create_plan
+        ))
+        .routes(routes!(routes::admin::update_plan))
+        .routes(routes!(
+            routes::admin::list_accounts,
+            routes::admin::create_account
+        ))
+        .routes(routes!(routes::admin::set_account_plan))
+        .routes(routes!(routes::admin::list_keys, routes::admin::create_key))
+        .routes(routes!(routes::admin::revoke_key))
+        .routes(routes!(routes::admin::rotate_key))
 }
 
 /// The OpenAPI document of the API.

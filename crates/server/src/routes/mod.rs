@@ -1,5 +1,6 @@
 //! All routes, in one place. Modules mirror URLs.
 
+pub mod admin;
 pub mod docs;
 pub mod files;
 pub mod health;

@@ -1,5 +1,6 @@
 //! The work behind the handlers: each handler calls one function here.
 
+pub mod admin;
 pub mod files;
 pub mod jobs;
 pub mod quota;
