@@ -154,3 +154,59 @@ async fn first_start_without_keys_prints_the_command_to_create_one() {
         "{text}"
     );
 }
+
+/// Median of `samples`, in microseconds.
+fn median(mut samples: Vec<u128>) -> u128 {
+    samples.sort_unstable();
+    samples[samples.len() / 2]
+}
+
+#[tokio::test]
+async fn failed_key_checks_take_the_same_time_whatever_the_key() {
+    let server = TestServer::start().await;
+    let revoked = create_key(&server.data_dir, "old", None);
+    let list = cli(&["key", "list"], &server.data_dir).1;
+    let revoked_id = list
+        .lines()
+        .find(|l| l.ends_with(" old"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    assert!(cli(&["key", "revoke", &revoked_id], &server.data_dir)
+        .0
+        .success());
+    let unknown = audiomill_core::key::ApiKey::generate().expose().to_owned();
+    // The valid key's first 20 characters, then junk: same prefix, bad checksum.
+    let valid_prefix = format!("{}{}", &server.key[..20], "x".repeat(server.key.len() - 20));
+    let candidates = [unknown, valid_prefix, revoked];
+    let mut samples: Vec<Vec<u128>> = vec![Vec::new(); candidates.len()];
+    // Interleaved, so that noise from the machine falls on every kind alike.
+    for round in 0..300 {
+        for (i, key) in candidates.iter().enumerate() {
+            let started = std::time::Instant::now();
+            let r = server
+                .http
+                .get(server.url("/v1/jobs"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+            let took = started.elapsed().as_micros();
+            assert_eq!(r.status(), 401);
+            if round >= 20 {
+                samples[i].push(took);
+            }
+        }
+    }
+    let medians: Vec<u128> = samples.into_iter().map(median).collect();
+    let (low, high) = (
+        *medians.iter().min().unwrap(),
+        *medians.iter().max().unwrap(),
+    );
+    // No kind of failure answers measurably faster than another: the medians agree within a
+    // generous band (a lookup skipped for one kind would show as a large, stable gap).
+    assert!(
+        high <= low * 3 / 2 + 500,
+        "medians (unknown, valid prefix, revoked) in µs: {medians:?}"
+    );
+}
