@@ -9,6 +9,7 @@ mod execution;
 mod files;
 mod jobs;
 mod ops;
+mod ratelimit;
 mod separate;
 mod uploads;
 mod urls;
