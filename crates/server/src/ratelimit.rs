@@ -18,7 +18,7 @@
 //! [`Tenant`]: crate::Tenant
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -429,7 +429,22 @@ pub async fn limit(State(state): State<AppState>, mut request: Request, next: Ne
                 "request refused: rate limit exceeded"
             );
         }
-        AppError::rate_limited(decision.retry_after_secs).into_response()
+        let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
+            || request
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() != b"0");
+        let mut refusal = AppError::rate_limited(decision.retry_after_secs).into_response();
+        if has_body {
+            // As for a 413: read a little of an unread body so the client, still sending,
+            // sees the 429 rather than a broken pipe; the connection is not reused.
+            let mut body = request.into_body().into_data_stream();
+            crate::service::uploads::linger(&mut body).await;
+            refusal
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        refusal
     };
     let headers = response.headers_mut();
     for (name, value) in [
