@@ -44,6 +44,15 @@ async fn a_key_over_its_limit_gets_429_and_others_and_health_checks_do_not() {
         .unwrap()
         .to_owned();
     assert_problem(refused, 429, "rate_limited").await;
+    // A refused upload is answered too: its body is read, not left to break the pipe.
+    let r = server
+        .post("/v1/uploads")
+        .body(vec![0u8; 1 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["connection"], "close");
+    assert_problem(r, 429, "rate_limited").await;
 
     // Health checks are never limited, with or without the spent key, and carry no headers.
     for _ in 0..30 {
@@ -112,7 +121,7 @@ async fn a_key_over_its_limit_gets_429_and_others_and_health_checks_do_not() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("audiomill_security_events_total{event=\"rate_limited\"} 1"),
+        metrics.contains("audiomill_security_events_total{event=\"rate_limited\"} 2"),
         "{metrics}"
     );
 }
