@@ -112,6 +112,13 @@ pub struct HttpConfig {
     pub min_free_disk_mb: u64,
     /// Largest JSON body of a job request, in bytes.
     pub max_json_bytes: usize,
+    /// Requests per minute per API key, per API node (uploads and job submissions count 5).
+    pub rate_limit_per_minute: u32,
+    /// Requests per minute per client address for requests without a key.
+    pub rate_limit_anonymous_per_minute: u32,
+    /// Proxies (addresses or networks: `10.0.0.0/8`, `127.0.0.1`) whose `X-Forwarded-For` is
+    /// believed for the client address. None by default: the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// Worker settings.
@@ -177,6 +184,9 @@ impl Default for HttpConfig {
             trusted_hosts: Vec::new(),
             min_free_disk_mb: 512,
             max_json_bytes: 64 * 1024,
+            rate_limit_per_minute: 120,
+            rate_limit_anonymous_per_minute: 60,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -277,6 +287,10 @@ impl Config {
         if self.ytdlp.socket_timeout_secs == 0 || self.outbound.fetch_idle_secs == 0 {
             bail!("ytdlp.socket_timeout_secs and outbound.fetch_idle_secs must be positive");
         }
+        if self.http.rate_limit_per_minute == 0 || self.http.rate_limit_anonymous_per_minute == 0 {
+            bail!("http.rate_limit_per_minute and http.rate_limit_anonymous_per_minute must be at least 1");
+        }
+        self.trusted_proxies()?;
         for origin in &self.http.cors_origins {
             if origin == "*" || !(origin.starts_with("https://") || origin.starts_with("http://")) {
                 bail!("http.cors_origins takes exact origins like https://app.example.com, not {origin:?}");
@@ -300,8 +314,18 @@ impl Config {
         self.data_dir.join("models")
     }
 
-    /// Threads a job child may use: `worker.job_threads`, or the cores shared out among the
-    /// concurrent jobs.
+    /// `http.trusted_proxies`, parsed.
+    pub fn trusted_proxies(&self) -> anyhow::Result<Vec<audiomill_server::IpCidr>> {
+        self.http
+            .trusted_proxies
+            .iter()
+            .map(|text| {
+                text.parse()
+                    .with_context(|| format!("http.trusted_proxies: cannot use {text:?}"))
+            })
+            .collect()
+    }
+
     /// The outbound policy.
     pub fn url_policy(&self) -> audiomill_net::UrlPolicy {
         audiomill_net::UrlPolicy {
@@ -332,6 +356,8 @@ impl Config {
         Some(ytdlp)
     }
 
+    /// Threads a job child may use: `worker.job_threads`, or the cores shared out among the
+    /// concurrent jobs.
     pub fn job_threads(&self) -> usize {
         if self.worker.job_threads > 0 {
             return self.worker.job_threads;
@@ -487,5 +513,39 @@ mod tests {
         assert!(Config::load_from(&o, &env(&[("AUDIOMILL_WORKER_CONCURRENCY", "lots")])).is_err());
         assert!(Config::load_from(&o, &env(&[("AUDIOMILL_HTTP_CORS_ORIGINS", "*")])).is_err());
         assert!(Config::load_from(&o, &env(&[("AUDIOMILL_WORKER_CONCURRENCY", "0")])).is_err());
+        assert!(
+            Config::load_from(&o, &env(&[("AUDIOMILL_HTTP_RATE_LIMIT_PER_MINUTE", "0")])).is_err()
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_are_parsed_at_load() {
+        let o = Overrides::default();
+        let c = Config::load_from(
+            &o,
+            &env(&[
+                (
+                    "AUDIOMILL_HTTP_TRUSTED_PROXIES",
+                    "10.0.0.0/8, 127.0.0.1,fd00::/8",
+                ),
+                ("AUDIOMILL_HTTP_RATE_LIMIT_PER_MINUTE", "300"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.http.rate_limit_per_minute, 300);
+        assert_eq!(c.http.rate_limit_anonymous_per_minute, 60);
+        let proxies = c.trusted_proxies().unwrap();
+        assert_eq!(proxies.len(), 3);
+        assert!(proxies[0].contains("10.1.2.3".parse().unwrap()));
+        let e = Config::load_from(
+            &o,
+            &env(&[("AUDIOMILL_HTTP_TRUSTED_PROXIES", "10.0.0.0/8,10.0.0.1/33")]),
+        )
+        .unwrap_err();
+        let text = format!("{e:#}");
+        assert!(
+            text.contains("http.trusted_proxies") && text.contains("10.0.0.1/33"),
+            "{text}"
+        );
     }
 }

@@ -530,3 +530,40 @@ async fn the_admin_api_does_what_the_cli_does() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+#[tokio::test]
+async fn a_plans_requests_per_minute_limit_its_keys() {
+    let server = TestServer::start().await;
+    let key = account_on_plan(
+        &server,
+        "slow",
+        &[
+            "--audio-seconds-per-month",
+            "100",
+            "--concurrent-jobs",
+            "1",
+            "--requests-per-minute",
+            "3",
+        ],
+        "jobs:read",
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let r = server
+            .http
+            .get(server.url("/v1/usage"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            assert_eq!(r.headers()["ratelimit-limit"], "3");
+            assert!(r.headers().contains_key("retry-after"));
+        }
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    // Another account's key is not affected.
+    let r = server.get("/v1/usage").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}

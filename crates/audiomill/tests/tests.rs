@@ -10,6 +10,7 @@ mod files;
 mod jobs;
 mod ops;
 mod plans;
+mod ratelimit;
 mod separate;
 mod uploads;
 mod urls;

@@ -9,10 +9,11 @@ use audiomill_core::key::ApiKey;
 use audiomill_core::{AccountId, KeyId, Scope};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
+use axum::http::{Extensions, HeaderMap};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 
+use crate::ratelimit::ClientAddr;
 use crate::{AppError, AppState};
 
 /// The authenticated caller: the account that owns the key. Handlers that take a `Tenant`
@@ -77,17 +78,24 @@ impl Tenant {
     }
 }
 
-/// The client's address (the TCP peer; proxies are handled in a later change).
+/// The client's address: the one the rate-limit middleware resolved (which reads
+/// `X-Forwarded-For` from trusted proxies), else the TCP peer.
 pub fn client_addr(parts: &Parts) -> String {
-    parts
-        .extensions
+    client_addr_in(&parts.extensions)
+}
+
+fn client_addr_in(extensions: &Extensions) -> String {
+    if let Some(ClientAddr(ip)) = extensions.get::<ClientAddr>() {
+        return ip.to_string();
+    }
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// The key text presented, from `Authorization: Bearer` or `X-API-Key`.
-fn presented_key(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
         let value = value.to_str().ok()?;
         let (scheme, token) = value.split_once(' ')?;
@@ -142,6 +150,15 @@ impl FromRequestParts<AppState> for Tenant {
     }
 }
 
+/// The stored hash of a presented key text: the key's own hash when well formed, else the
+/// hash of the text (which matches nothing).
+pub(crate) fn key_hash(text: &str) -> String {
+    match ApiKey::parse(text) {
+        Ok(key) => key.hash(),
+        Err(_) => hex_sha256(text.as_bytes()),
+    }
+}
+
 fn hex_sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
@@ -151,9 +168,5 @@ fn hex_sha256(bytes: &[u8]) -> String {
 
 /// The client's address for a whole request.
 pub fn client_addr_of<B>(request: &axum::http::Request<B>) -> String {
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".to_owned())
+    client_addr_in(request.extensions())
 }

@@ -154,6 +154,19 @@ impl AppError {
         e
     }
 
+    /// 429: the caller's rate limit is spent; `retry_after_secs` (at least 1) is when to retry.
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        let retry_after_secs = retry_after_secs.max(1);
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests; retry in {retry_after_secs} s"),
+        );
+        e.headers
+            .push((header::RETRY_AFTER, HeaderValue::from(retry_after_secs)));
+        e
+    }
+
     /// 503: a dependency is down.
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
@@ -239,6 +252,7 @@ fn kind_for(status: StatusCode) -> &'static str {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media",
         StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
         StatusCode::REQUEST_TIMEOUT => "timeout",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
         s if s.is_server_error() => "internal",
         _ => "error",
     }

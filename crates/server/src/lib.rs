@@ -3,7 +3,8 @@
 //! Owns: the routes ([`build_router`], all listed in one place), authentication ([`Tenant`]),
 //! the one mapping from errors to `application/problem+json` ([`AppError`]), the OpenAPI
 //! document (generated from the handlers with `utoipa`, so routes and spec cannot drift),
-//! Server-Sent Events of job progress, and ranged file downloads.
+//! Server-Sent Events of job progress, ranged file downloads, and rate limits per key or
+//! client address ([`RateLimiter`], in memory per API node).
 //!
 //! Handlers are thin: they extract typed input (a [`Tenant`], a typed id, a parsed body), call
 //! one function of [`service`], and map its result. The server knows nothing of DSP: uploads are
@@ -16,6 +17,7 @@ mod error;
 mod extract;
 mod http;
 mod metrics;
+mod ratelimit;
 pub mod routes;
 pub mod service;
 mod state;
@@ -24,6 +26,7 @@ pub mod views;
 pub use auth::Tenant;
 pub use error::{AppError, Problem};
 pub use metrics::HttpMetrics;
+pub use ratelimit::{CidrError, ClientAddr, Decision, IpCidr, RateLimiter, Subject};
 pub use state::{
     AppState, InstalledModel, ModelLookupError, ModelRegistry, ModelSummary, NoModels, Prober,
     ServerConfig,
@@ -117,7 +120,14 @@ pub fn build_router(state: AppState) -> Router {
         .fallback(|| async { AppError::not_found("route") })
         // Uploads and multipart jobs count their own bytes; JSON bodies are capped in handlers.
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(tower_http::catch_panic::CatchPanicLayer::new());
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        // Inside the request-id, problem, metrics and security-header layers (a 429 has an id,
+        // a problem+json body, is counted and has the headers) and inside CORS (preflights are
+        // free, and browsers may read a 429).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::limit,
+        ));
     if let Some(cors) = cors_layer(&state.config().cors_origins) {
         router = router.layer(cors);
     }

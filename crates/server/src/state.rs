@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 use utoipa::ToSchema;
 
 use crate::metrics::HttpMetrics;
+use crate::ratelimit::{IpCidr, RateLimiter};
 
 /// Reads what an uploaded file is. The binary plugs in the media engine (run in a sandboxed
 /// child process), so the server itself never parses untrusted media.
@@ -124,6 +125,19 @@ pub struct ServerConfig {
     pub url_policy: audiomill_net::UrlPolicy,
     /// The version of yt-dlp found at start, shown by `/readyz`; `None` when it is missing.
     pub ytdlp_version: Option<String>,
+    /// Requests per minute allowed to one API key (counted per presented key, per API node).
+    pub rate_limit_per_minute: u32,
+    /// Requests per minute allowed to one client address for requests without a key.
+    pub rate_limit_anonymous_per_minute: u32,
+    /// What `POST /v1/jobs` and `POST /v1/uploads` count against the rate limit (other
+    /// requests count 1; health checks and metrics are never limited).
+    pub rate_limit_expensive_cost: u32,
+    /// Most clients (keys and addresses) the rate limiter tracks at once; past this, full and
+    /// then least recently seen buckets are dropped.
+    pub rate_limit_max_clients: usize,
+    /// Proxies whose `X-Forwarded-For` is believed. Empty (the default): the TCP peer is the
+    /// client, whatever the headers say.
+    pub trusted_proxies: Vec<IpCidr>,
 }
 
 impl ServerConfig {
@@ -143,6 +157,11 @@ impl ServerConfig {
             event_max_duration: Duration::from_secs(6 * 3600),
             url_policy: audiomill_net::UrlPolicy::default(),
             ytdlp_version: None,
+            rate_limit_per_minute: 120,
+            rate_limit_anonymous_per_minute: 60,
+            rate_limit_expensive_cost: 5,
+            rate_limit_max_clients: 100_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -160,6 +179,8 @@ struct Inner {
     registry: Arc<prometheus_client::registry::Registry>,
     job_waker: Arc<Notify>,
     models: Arc<dyn ModelRegistry>,
+    rate_limiter: Arc<RateLimiter>,
+    plan_limits: Arc<crate::ratelimit::PlanLimitCache>,
 }
 
 impl AppState {
@@ -174,6 +195,7 @@ impl AppState {
         registry: Arc<prometheus_client::registry::Registry>,
         job_waker: Arc<Notify>,
     ) -> Self {
+        let rate_limiter = Arc::new(RateLimiter::new(config.rate_limit_max_clients));
         Self(Arc::new(Inner {
             store,
             blob,
@@ -183,6 +205,8 @@ impl AppState {
             registry,
             job_waker,
             models: Arc::new(NoModels),
+            rate_limiter,
+            plan_limits: Arc::default(),
         }))
     }
 
@@ -197,6 +221,8 @@ impl AppState {
             registry: shared.registry.clone(),
             job_waker: shared.job_waker.clone(),
             models: shared.models.clone(),
+            rate_limiter: shared.rate_limiter.clone(),
+            plan_limits: shared.plan_limits.clone(),
         });
         Self(Arc::new(Inner { models, ..inner }))
     }
@@ -229,6 +255,16 @@ impl AppState {
     /// HTTP and security metrics.
     pub fn metrics(&self) -> &HttpMetrics {
         &self.0.metrics
+    }
+
+    /// The rate limiter of this API node.
+    pub fn rate_limiter(&self) -> &RateLimiter {
+        &self.0.rate_limiter
+    }
+
+    /// The remembered plan limits of keys, for the rate limiter.
+    pub fn plan_limits(&self) -> &crate::ratelimit::PlanLimitCache {
+        &self.0.plan_limits
     }
 
     /// The Prometheus registry served at `/metrics`.

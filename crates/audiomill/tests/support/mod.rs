@@ -130,6 +130,10 @@ impl TestServer {
             .env("AUDIOMILL_WORKER_BACKOFF_BASE_SECS", "1")
             .env("AUDIOMILL_WORKER_GRACE_PERIOD_SECS", "5")
             .env("AUDIOMILL_HTTP_MIN_FREE_DISK_MB", "1")
+            // Tests fire many requests with one key; the rate-limit test sets its own limits
+            // (the options' variables are set after these, so they win).
+            .env("AUDIOMILL_HTTP_RATE_LIMIT_PER_MINUTE", "100000")
+            .env("AUDIOMILL_HTTP_RATE_LIMIT_ANONYMOUS_PER_MINUTE", "100000")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in &env {

@@ -288,10 +288,10 @@ pub fn sanitize_filename(name: &str) -> String {
 const LINGER_BYTES: u64 = 4 << 20;
 const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Reads and discards a little more of a refused body before the `413` goes out. A client
+/// Reads and discards a little more of a refused body before the `413` (or `429`) goes out. A client
 /// still sending would otherwise hit a closed connection (a broken pipe) and never read the
 /// answer; the drain is bounded in bytes and time, so it costs an abuser nothing he can use.
-async fn linger<S, E>(stream: &mut S)
+pub(crate) async fn linger<S, E>(stream: &mut S)
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {

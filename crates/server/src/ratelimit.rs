@@ -1,0 +1,823 @@
+//! Rate limits: an in-memory limiter per API node and the middleware that applies it.
+//!
+//! Who is limited: the presented API key (by the SHA-256 of its text, without a database
+//! lookup, so an unknown key is limited like a known one and rejected later by [`Tenant`]), or
+//! the client address when no key is presented. The client address is the TCP peer, unless the
+//! peer is a trusted proxy: then it is the right-most `X-Forwarded-For` entry that is not a
+//! trusted proxy itself. The resolved address is put on the request as [`ClientAddr`] for the
+//! auth and security logs.
+//!
+//! The limiter is a token bucket per subject with continuous refill: a bucket holds at most
+//! `limit` tokens and regains `limit` per minute; a request takes its cost in tokens. The limit
+//! is passed with every check, so a caller may give each subject its own (per-plan limits).
+//! The buckets live in a sharded map whose size is bounded: a full bucket carries no more
+//! information than a missing one, so full buckets are dropped by a periodic sweep, and when a
+//! shard is at its bound the sweep runs at once and, if it frees nothing, the least recently
+//! seen bucket is evicted. Clients rotating made-up keys cannot grow memory without bound.
+//!
+//! [`Tenant`]: crate::Tenant
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::{AppError, AppState};
+
+/// The client's address as this server judges it (the TCP peer, or the forwarded address when
+/// the peer is a trusted proxy). Set on every request by the rate-limit middleware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+/// An IP network in CIDR notation (`10.0.0.0/8`, `fd00::/8`), or one address (`127.0.0.1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpCidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+/// Why a CIDR text was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not an IP address or network ({reason}); expected e.g. 10.0.0.0/8, fd00::/8 or 127.0.0.1")]
+pub struct CidrError {
+    text: String,
+    reason: &'static str,
+}
+
+impl IpCidr {
+    /// Whether `ip` is in this network (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(ip) & mask == u32::from(net)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(ip) & mask == u128::from(net)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for IpCidr {
+    type Err = CidrError;
+
+    fn from_str(text: &str) -> Result<Self, CidrError> {
+        let err = |reason| CidrError {
+            text: text.to_owned(),
+            reason,
+        };
+        let (addr, prefix) = match text.trim().split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text.trim(), None),
+        };
+        let network = addr
+            .parse::<IpAddr>()
+            .map_err(|_| err("not an address"))?
+            .to_canonical();
+        let bits = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => bits,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= bits)
+                .ok_or(err("the prefix length is out of range"))?,
+        };
+        let cidr = IpCidr { network, prefix };
+        // `10.0.0.1/8` is more likely a typo than a network: refuse host bits.
+        if !is_network_address(network, prefix) {
+            return Err(err("the address has bits set beyond the prefix"));
+        }
+        Ok(cidr)
+    }
+}
+
+fn is_network_address(ip: IpAddr, prefix: u8) -> bool {
+    match ip {
+        IpAddr::V4(ip) => u32::from(ip)
+            .checked_shl(u32::from(prefix))
+            .is_none_or(|rest| rest == 0),
+        IpAddr::V6(ip) => u128::from(ip)
+            .checked_shl(u32::from(prefix))
+            .is_none_or(|rest| rest == 0),
+    }
+}
+
+impl fmt::Display for IpCidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+/// The client address of a request from `peer`: the peer itself unless it is a trusted proxy;
+/// then the right-most `X-Forwarded-For` entry that is not a trusted proxy (the left-most when
+/// all are). Entries left of the first untrusted one were written by the client and are
+/// ignored; an unreadable entry stops the walk at the trusted hop that handed it over.
+pub fn resolve_client(peer: IpAddr, headers: &HeaderMap, trusted: &[IpCidr]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let peer = peer.to_canonical();
+    if !is_trusted(peer) {
+        return peer;
+    }
+    // Several header lines are one list, in order.
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("").split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for entry in entries.iter().rev() {
+        let Some(ip) = forwarded_ip(entry) else {
+            break;
+        };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// An `X-Forwarded-For` entry: an address, perhaps with a port (`1.2.3.4:5678`, `[::1]:80`).
+fn forwarded_ip(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<SocketAddr>().map(|s| s.ip()))
+        .ok()
+        .map(|ip| ip.to_canonical())
+}
+
+/// What a bucket is kept for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Subject {
+    /// A presented key, by the SHA-256 of its text.
+    Key([u8; 32]),
+    /// An anonymous client. IPv6 clients are grouped by /64, the block one host usually holds,
+    /// so a client cannot rotate addresses within its own network to get more budget.
+    Addr(IpAddr),
+}
+
+impl Subject {
+    /// The subject of a presented key text.
+    pub fn key(text: &str) -> Self {
+        Subject::Key(Sha256::digest(text.as_bytes()).into())
+    }
+
+    /// The subject of an anonymous client.
+    pub fn addr(ip: IpAddr) -> Self {
+        match ip.to_canonical() {
+            IpAddr::V6(v6) => Subject::Addr(IpAddr::V6(Ipv6Addr::from(
+                u128::from(v6) & !(u128::MAX >> 64),
+            ))),
+            v4 => Subject::Addr(v4),
+        }
+    }
+}
+
+/// The result of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request may go on (its cost was taken).
+    pub allowed: bool,
+    /// Requests per minute allowed to this subject.
+    pub limit: u32,
+    /// Whole tokens left after this request.
+    pub remaining: u32,
+    /// Seconds until the bucket is full again.
+    pub reset_secs: u64,
+    /// When refused, seconds until this request would be allowed (at least 1); else 0.
+    pub retry_after_secs: u64,
+    /// When refused, how many refusals in a row this subject has had (this one included);
+    /// else 0. The middleware logs the 1st, 2nd, 4th, 8th… so a flood is not a log flood.
+    pub refusals_in_a_row: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    /// When `tokens` was computed.
+    updated: Instant,
+    /// The limit of the last check, to tell when the bucket is full without one.
+    limit: u32,
+    refusals_in_a_row: u32,
+}
+
+impl Bucket {
+    fn tokens_at(&self, limit: u32, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        (self.tokens + elapsed * per_second(limit)).min(f64::from(limit))
+    }
+
+    fn is_full(&self, now: Instant) -> bool {
+        self.tokens_at(self.limit, now) >= f64::from(self.limit)
+    }
+}
+
+fn per_second(limit: u32) -> f64 {
+    f64::from(limit) / 60.0
+}
+
+struct Shard {
+    buckets: HashMap<Subject, Bucket>,
+    last_sweep: Option<Instant>,
+}
+
+/// Token buckets per subject, in memory, bounded in size. Safe to share between threads.
+pub struct RateLimiter {
+    shards: Vec<Mutex<Shard>>,
+    hasher: RandomState,
+    max_per_shard: usize,
+}
+
+const SHARDS: usize = 16;
+/// How often a shard drops its full buckets.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+impl RateLimiter {
+    /// A limiter that tracks at most about `max_subjects` subjects at once.
+    pub fn new(max_subjects: usize) -> Self {
+        Self::with_shards(max_subjects, SHARDS)
+    }
+
+    fn with_shards(max_subjects: usize, shards: usize) -> Self {
+        Self {
+            shards: (0..shards)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        buckets: HashMap::new(),
+                        last_sweep: None,
+                    })
+                })
+                .collect(),
+            hasher: RandomState::new(),
+            max_per_shard: max_subjects.div_ceil(shards).max(1),
+        }
+    }
+
+    /// Takes `cost` tokens from `subject`'s bucket of `limit_per_minute` if it holds them.
+    /// A cost above the limit is capped at the limit (such a request needs a full bucket);
+    /// a limit of 0 counts as 1.
+    pub fn check(
+        &self,
+        subject: Subject,
+        cost: u32,
+        limit_per_minute: u32,
+        now: Instant,
+    ) -> Decision {
+        let limit = limit_per_minute.max(1);
+        let cost = f64::from(cost.min(limit));
+        let shard = &self.shards[self.hasher.hash_one(subject) as usize % self.shards.len()];
+        // A panic while holding the lock cannot leave a bucket half-written: use it anyway.
+        let mut shard = shard
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if shard
+            .last_sweep
+            .is_none_or(|t| now.saturating_duration_since(t) >= SWEEP_EVERY)
+        {
+            shard.sweep(now);
+        }
+        if !shard.buckets.contains_key(&subject) && shard.buckets.len() >= self.max_per_shard {
+            shard.sweep(now);
+            if shard.buckets.len() >= self.max_per_shard {
+                shard.evict_least_recent();
+            }
+        }
+        let bucket = shard.buckets.entry(subject).or_insert(Bucket {
+            tokens: f64::from(limit),
+            updated: now,
+            limit,
+            refusals_in_a_row: 0,
+        });
+        let rate = per_second(limit);
+        let mut tokens = bucket.tokens_at(limit, now);
+        let allowed = tokens >= cost;
+        let retry_after_secs = if allowed {
+            tokens -= cost;
+            bucket.refusals_in_a_row = 0;
+            0
+        } else {
+            bucket.refusals_in_a_row = bucket.refusals_in_a_row.saturating_add(1);
+            ((cost - tokens) / rate).ceil().max(1.0) as u64
+        };
+        bucket.tokens = tokens;
+        bucket.updated = now;
+        bucket.limit = limit;
+        Decision {
+            allowed,
+            limit,
+            remaining: tokens.floor() as u32,
+            reset_secs: ((f64::from(limit) - tokens) / rate).ceil() as u64,
+            retry_after_secs,
+            refusals_in_a_row: if allowed { 0 } else { bucket.refusals_in_a_row },
+        }
+    }
+
+    /// Drops every bucket that is full at `now` (they are the same as no bucket). Each shard
+    /// also does this by itself every minute and when it is at its bound.
+    pub fn sweep(&self, now: Instant) {
+        for shard in &self.shards {
+            shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .sweep(now);
+        }
+    }
+
+    /// Subjects tracked now.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().map_or(0, |s| s.buckets.len()))
+            .sum()
+    }
+
+    /// Whether no subject is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Shard {
+    /// Drops the buckets that are full: they are the same as no bucket.
+    fn sweep(&mut self, now: Instant) {
+        self.buckets.retain(|_, b| !b.is_full(now));
+        self.last_sweep = Some(now);
+    }
+
+    fn evict_least_recent(&mut self) {
+        let oldest = self
+            .buckets
+            .iter()
+            .min_by_key(|(_, b)| b.updated)
+            .map(|(subject, _)| *subject);
+        if let Some(subject) = oldest {
+            self.buckets.remove(&subject);
+        }
+    }
+}
+
+/// The cost of a request: expensive operations count more than reads; `None` for the health
+/// and metrics endpoints, which are never limited.
+fn cost(method: &Method, path: &str, config: &crate::ServerConfig) -> Option<u32> {
+    match (method, path) {
+        (_, "/healthz" | "/readyz" | "/metrics") => None,
+        (&Method::POST, "/v1/jobs" | "/v1/uploads") => Some(config.rate_limit_expensive_cost),
+        _ => Some(1),
+    }
+}
+
+/// The requests per minute of each key's plan, remembered for a little while so that the
+/// limiter does not ask the database on every request. Bounded: when full it starts over.
+pub struct PlanLimitCache {
+    entries: std::sync::Mutex<HashMap<String, (Option<u32>, Instant)>>,
+}
+
+/// How long a key's plan limit is remembered (a plan change applies within this).
+const PLAN_LIMIT_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+/// Most keys remembered.
+const PLAN_LIMIT_ENTRIES: usize = 10_000;
+
+impl Default for PlanLimitCache {
+    fn default() -> Self {
+        Self {
+            entries: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl PlanLimitCache {
+    /// The plan's requests per minute of the key with SHA-256 `hash`; `None` for a key that
+    /// is not (or no longer) valid, which the auth extractor refuses anyway.
+    pub async fn limit(&self, state: &AppState, hash: &str) -> Option<u32> {
+        let now = Instant::now();
+        if let Some((limit, at)) = self.lock().get(hash).copied() {
+            if now.duration_since(at) < PLAN_LIMIT_TTL {
+                return limit;
+            }
+        }
+        let limit = match state.store().key_by_hash(hash).await {
+            Ok(Some(key)) if key.is_active(chrono::Utc::now()) => {
+                match state.store().account_limits(key.account_id).await {
+                    Ok((_, plan)) => Some(plan.requests_per_minute),
+                    Err(_) => return None,
+                }
+            }
+            Ok(_) => None,
+            // The database is down: no plan limit now, and nothing remembered.
+            Err(_) => return None,
+        };
+        let mut entries = self.lock();
+        if entries.len() >= PLAN_LIMIT_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(hash.to_owned(), (limit, now));
+        limit
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<u32>, Instant)>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Middleware: resolves the client address, then limits the request by its key or address.
+pub async fn limit(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let config = state.config();
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| resolve_client(c.0.ip(), request.headers(), &config.trusted_proxies));
+    if let Some(ip) = client {
+        request.extensions_mut().insert(ClientAddr(ip));
+    }
+    let Some(cost) = cost(request.method(), request.uri().path(), config) else {
+        return next.run(request).await;
+    };
+    let (subject, limit) = match crate::auth::presented_key(request.headers()) {
+        Some(text) if !text.is_empty() => {
+            // The node's limit per key, or the key's plan's if lower.
+            let hash = crate::auth::key_hash(text);
+            let plan = state.plan_limits().limit(&state, &hash).await;
+            let limit = plan.map_or(config.rate_limit_per_minute, |p| {
+                p.min(config.rate_limit_per_minute)
+            });
+            (Subject::key(text), limit)
+        }
+        // Without a connection address (in-process tests) every anonymous request is one client.
+        _ => (
+            Subject::addr(client.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED))),
+            config.rate_limit_anonymous_per_minute,
+        ),
+    };
+    let decision = state
+        .rate_limiter()
+        .check(subject, cost, limit, Instant::now());
+    let mut response = if decision.allowed {
+        next.run(request).await
+    } else {
+        state.metrics().security_event("rate_limited");
+        if decision.refusals_in_a_row.is_power_of_two() {
+            let request_id = request
+                .headers()
+                .get(crate::http::REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            tracing::warn!(
+                target: "security",
+                event = "rate_limited",
+                client = %client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+                request_id,
+                keyed = matches!(subject, Subject::Key(_)),
+                path = %request.uri().path(),
+                refusals_in_a_row = decision.refusals_in_a_row,
+                retry_after_secs = decision.retry_after_secs,
+                "request refused: rate limit exceeded"
+            );
+        }
+        let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
+            || request
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() != b"0");
+        let mut refusal = AppError::rate_limited(decision.retry_after_secs).into_response();
+        if has_body {
+            // As for a 413: read a little of an unread body so the client, still sending,
+            // sees the 429 rather than a broken pipe; the connection is not reused.
+            let mut body = request.into_body().into_data_stream();
+            crate::service::uploads::linger(&mut body).await;
+            refusal
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        refusal
+    };
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("ratelimit-limit", u64::from(decision.limit)),
+        ("ratelimit-remaining", u64::from(decision.remaining)),
+        ("ratelimit-reset", decision.reset_secs),
+    ] {
+        headers.insert(name, HeaderValue::from(value));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    fn subject(n: u32) -> Subject {
+        Subject::key(&format!("am_test_{n}"))
+    }
+
+    #[test]
+    fn a_full_bucket_allows_the_limit_then_refuses() {
+        let limiter = RateLimiter::new(1000);
+        let t0 = Instant::now();
+        for i in 0..60 {
+            let d = limiter.check(subject(1), 1, 60, t0);
+            assert!(d.allowed, "request {i}");
+            assert_eq!(d.remaining, 59 - i);
+            assert_eq!(d.limit, 60);
+        }
+        let d = limiter.check(subject(1), 1, 60, t0);
+        assert!(!d.allowed);
+        assert_eq!(d.remaining, 0);
+        // 60 per minute: one token a second; the bucket is full again after a minute.
+        assert_eq!(d.retry_after_secs, 1);
+        assert_eq!(d.reset_secs, 60);
+        assert_eq!(d.refusals_in_a_row, 1);
+        assert_eq!(limiter.check(subject(1), 1, 60, t0).refusals_in_a_row, 2);
+        // Other subjects have their own buckets.
+        assert!(limiter.check(subject(2), 1, 60, t0).allowed);
+    }
+
+    #[test]
+    fn buckets_refill_continuously() {
+        let limiter = RateLimiter::new(1000);
+        let t0 = Instant::now();
+        for _ in 0..120 {
+            limiter.check(subject(1), 1, 120, t0);
+        }
+        assert!(!limiter.check(subject(1), 1, 120, t0).allowed);
+        // 120 per minute: a token every half second.
+        let d = limiter.check(subject(1), 1, 120, t0 + Duration::from_millis(500));
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 0);
+        assert!(
+            !limiter
+                .check(subject(1), 1, 120, t0 + Duration::from_millis(700))
+                .allowed
+        );
+        // 0.4 tokens at 0.7 s, plus 20 in the next 10 s, less this request.
+        let d = limiter.check(subject(1), 1, 120, t0 + Duration::from_millis(10_700));
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 19);
+        // Never more than the limit, however long the wait.
+        let d = limiter.check(subject(1), 1, 120, t0 + Duration::from_secs(3600));
+        assert_eq!(d.remaining, 119);
+        assert_eq!(d.reset_secs, 1);
+    }
+
+    #[test]
+    fn expensive_requests_cost_more_and_say_when_to_retry() {
+        let limiter = RateLimiter::new(1000);
+        let t0 = Instant::now();
+        let d = limiter.check(subject(1), 5, 12, t0);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 7);
+        // 12 per minute: a token every 5 s; 5 missing tokens refill in 25 s.
+        assert_eq!(d.reset_secs, 25);
+        assert!(limiter.check(subject(1), 5, 12, t0).allowed);
+        let d = limiter.check(subject(1), 5, 12, t0);
+        assert!(!d.allowed);
+        assert_eq!(d.remaining, 2);
+        // 3 tokens missing at 5 s each.
+        assert_eq!(d.retry_after_secs, 15);
+        assert_eq!(d.reset_secs, 50);
+        // A cheap request still fits.
+        assert!(limiter.check(subject(1), 1, 12, t0).allowed);
+        // A cost above the limit needs the whole bucket, not more.
+        let d = limiter.check(subject(2), 5, 3, t0);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 0);
+        let d = limiter.check(subject(2), 5, 3, t0 + Duration::from_secs(1));
+        assert!(!d.allowed);
+        assert!(d.retry_after_secs >= 1);
+    }
+
+    #[test]
+    fn retry_after_is_at_least_one_second() {
+        let limiter = RateLimiter::new(1000);
+        let t0 = Instant::now();
+        for _ in 0..6000 {
+            limiter.check(subject(1), 1, 6000, t0);
+        }
+        // 100 tokens a second: the next one is 10 ms away, but Retry-After counts seconds.
+        let d = limiter.check(subject(1), 1, 6000, t0);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after_secs, 1);
+    }
+
+    #[test]
+    fn the_limit_is_given_per_check() {
+        let limiter = RateLimiter::new(1000);
+        let t0 = Instant::now();
+        assert_eq!(limiter.check(subject(1), 1, 10, t0).remaining, 9);
+        // A lower limit caps what is left; a higher one refills towards it.
+        assert_eq!(limiter.check(subject(1), 1, 5, t0).remaining, 4);
+        let d = limiter.check(subject(1), 1, 600, t0 + Duration::from_secs(1));
+        assert_eq!(d.limit, 600);
+        assert_eq!(d.remaining, 4 + 10 - 1);
+    }
+
+    #[test]
+    fn the_number_of_buckets_is_bounded() {
+        let limiter = RateLimiter::new(160);
+        let t0 = Instant::now();
+        // Made-up keys, each used once, never fill memory past the bound.
+        for n in 0..10_000 {
+            assert!(limiter.check(subject(n), 1, 60, t0).allowed);
+            assert!(limiter.len() <= 160);
+        }
+        // A minute later every bucket is full again, the same as none: a sweep drops them all.
+        let later = t0 + Duration::from_secs(60);
+        limiter.check(subject(0), 10, 60, later - Duration::from_secs(1));
+        limiter.sweep(later);
+        assert_eq!(
+            limiter.len(),
+            1,
+            "only the bucket used a second ago is kept"
+        );
+        limiter.sweep(later + Duration::from_secs(9));
+        assert!(limiter.is_empty());
+    }
+
+    #[test]
+    fn inserting_past_the_bound_drops_full_buckets_before_busy_ones() {
+        let limiter = RateLimiter::with_shards(4, 1);
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        // A is full again after a second; B, C and D emptied their buckets.
+        limiter.check(subject(1), 1, 60, at(0));
+        for n in 2..=4 {
+            limiter.check(subject(n), 60, 60, at(u64::from(n)));
+        }
+        // E is one past the bound: the sweep drops A, no busy bucket is lost.
+        limiter.check(subject(5), 1, 60, at(2000));
+        assert_eq!(limiter.len(), 4);
+        assert!(!limiter.check(subject(2), 60, 60, at(2000)).allowed);
+        // F: nothing is full, so the least recently seen (C) goes.
+        limiter.check(subject(6), 1, 60, at(2001));
+        assert_eq!(limiter.len(), 4);
+        assert!(!limiter.check(subject(4), 60, 60, at(2002)).allowed);
+        assert!(
+            limiter.check(subject(3), 60, 60, at(2003)).allowed,
+            "C was evicted"
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_grouped_by_64() {
+        assert_eq!(
+            Subject::addr(ip("2001:db8:1:2::1")),
+            Subject::addr(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            Subject::addr(ip("2001:db8:1:2::1")),
+            Subject::addr(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(
+            Subject::addr(ip("::ffff:192.0.2.7")),
+            Subject::addr(ip("192.0.2.7"))
+        );
+        assert_ne!(
+            Subject::addr(ip("192.0.2.7")),
+            Subject::addr(ip("192.0.2.8"))
+        );
+    }
+
+    #[test]
+    fn cidrs() {
+        let net: IpCidr = "10.0.0.0/8".parse().unwrap();
+        assert!(net.contains(ip("10.255.0.1")));
+        assert!(net.contains(ip("::ffff:10.1.2.3")));
+        assert!(!net.contains(ip("11.0.0.1")));
+        assert!(!net.contains(ip("::1")));
+        let one: IpCidr = "127.0.0.1".parse().unwrap();
+        assert!(one.contains(ip("127.0.0.1")));
+        assert!(!one.contains(ip("127.0.0.2")));
+        let v6: IpCidr = "fd00::/8".parse().unwrap();
+        assert!(v6.contains(ip("fd12::1")));
+        assert!(!v6.contains(ip("fe80::1")));
+        let all: IpCidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(ip("203.0.113.9")));
+        assert_eq!(net.to_string(), "10.0.0.0/8");
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "10.0.0.1/8",
+            "fd00::/129",
+            "example.com",
+            "10.0.0.0/x",
+        ] {
+            let e = bad.parse::<IpCidr>().unwrap_err();
+            assert!(e.to_string().contains("10.0.0.0/8"), "{e}");
+        }
+    }
+
+    fn xff(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_for_is_read_only_from_trusted_proxies() {
+        let trusted: Vec<IpCidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        // A spoofed header from an untrusted peer is ignored.
+        assert_eq!(
+            resolve_client(ip("203.0.113.5"), &xff(&["1.2.3.4"]), &trusted),
+            ip("203.0.113.5")
+        );
+        // No trusted proxies configured: the peer, always.
+        assert_eq!(
+            resolve_client(ip("10.0.0.1"), &xff(&["1.2.3.4"]), &[]),
+            ip("10.0.0.1")
+        );
+        // From a trusted proxy: the right-most untrusted entry; what the client wrote to its
+        // left is ignored.
+        assert_eq!(
+            resolve_client(
+                ip("10.0.0.1"),
+                &xff(&["6.6.6.6, 198.51.100.7, 10.0.0.2"]),
+                &trusted
+            ),
+            ip("198.51.100.7")
+        );
+        // Several header lines are one list.
+        assert_eq!(
+            resolve_client(
+                ip("10.0.0.1"),
+                &xff(&["6.6.6.6", "198.51.100.7", "10.0.0.2"]),
+                &trusted
+            ),
+            ip("198.51.100.7")
+        );
+        // Ports and IPv4-mapped forms are understood.
+        assert_eq!(
+            resolve_client(
+                ip("::ffff:10.0.0.1"),
+                &xff(&["198.51.100.7:4321"]),
+                &trusted
+            ),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            resolve_client(ip("10.0.0.1"), &xff(&["[2001:db8::1]:80"]), &trusted),
+            ip("2001:db8::1")
+        );
+        // No header: the proxy itself. Every entry trusted: the left-most.
+        assert_eq!(
+            resolve_client(ip("10.0.0.1"), &HeaderMap::new(), &trusted),
+            ip("10.0.0.1")
+        );
+        assert_eq!(
+            resolve_client(ip("10.0.0.1"), &xff(&["10.0.0.3, 10.0.0.2"]), &trusted),
+            ip("10.0.0.3")
+        );
+        // Garbage stops the walk at the trusted hop that passed it on.
+        assert_eq!(
+            resolve_client(
+                ip("10.0.0.1"),
+                &xff(&["198.51.100.7, junk, 10.0.0.2"]),
+                &trusted
+            ),
+            ip("10.0.0.2")
+        );
+        assert_eq!(
+            resolve_client(ip("10.0.0.1"), &xff(&["unknown"]), &trusted),
+            ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn health_and_metrics_are_free_and_expensive_operations_cost_more() {
+        let config = crate::ServerConfig::for_data_dir(
+            std::path::Path::new("/tmp"),
+            std::path::Path::new("/tmp"),
+        );
+        for path in ["/healthz", "/readyz", "/metrics"] {
+            assert_eq!(cost(&Method::GET, path, &config), None);
+        }
+        assert_eq!(cost(&Method::POST, "/v1/jobs", &config), Some(5));
+        assert_eq!(cost(&Method::POST, "/v1/uploads", &config), Some(5));
+        assert_eq!(cost(&Method::GET, "/v1/jobs", &config), Some(1));
+        assert_eq!(cost(&Method::GET, "/v1/uploads/upl_x", &config), Some(1));
+        assert_eq!(cost(&Method::GET, "/nothing", &config), Some(1));
+    }
+}
