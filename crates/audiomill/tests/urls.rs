@@ -162,6 +162,16 @@ async fn internal_addresses_are_refused_at_submission() {
         .filter(|l| l.contains("\"security\"") && l.contains("blocked_url"))
         .count();
     assert_eq!(events, refused.len(), "{:?}", server.logs());
+    // Each names the request, the account and the client.
+    for line in server
+        .logs()
+        .iter()
+        .filter(|l| l.contains("\"security\"") && l.contains("blocked_url"))
+    {
+        for field in ["request_id", "account", "client"] {
+            assert!(line.contains(field), "{field} missing: {line}");
+        }
+    }
     let metrics = server
         .get("/metrics")
         .send()

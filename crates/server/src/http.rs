@@ -27,7 +27,13 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
             .expect("a ulid is a valid header value"),
     };
     request.headers_mut().insert(REQUEST_ID, id.clone());
-    let mut response = next.run(request).await;
+    // Every event logged while the request is handled (security events among them) carries
+    // the request id through this span.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %String::from_utf8_lossy(id.as_bytes())
+    );
+    let mut response = tracing::Instrument::instrument(next.run(request), span).await;
     response.headers_mut().insert(REQUEST_ID, id);
     response
 }
