@@ -119,6 +119,44 @@ pub struct HttpConfig {
     /// Proxies (addresses or networks: `10.0.0.0/8`, `127.0.0.1`) whose `X-Forwarded-For` is
     /// believed for the client address. None by default: the TCP peer is the client.
     pub trusted_proxies: Vec<String>,
+    /// A request whose handler has not answered in this many seconds gets `503`.
+    pub request_timeout_secs: u64,
+    /// The same for requests that carry a file (uploads, multipart jobs).
+    pub upload_timeout_secs: u64,
+}
+
+/// `[worker.timeouts]`: seconds per operation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OperationTimeoutSecs {
+    pub analyze_secs: u64,
+    pub convert_secs: u64,
+    pub separate_secs: u64,
+    pub download_secs: u64,
+}
+
+impl Default for OperationTimeoutSecs {
+    fn default() -> Self {
+        let d = audiomill_worker::OperationTimeouts::default();
+        Self {
+            analyze_secs: d.analyze.as_secs(),
+            convert_secs: d.convert.as_secs(),
+            separate_secs: d.separate.as_secs(),
+            download_secs: d.download.as_secs(),
+        }
+    }
+}
+
+impl OperationTimeoutSecs {
+    pub fn to_timeouts(&self) -> audiomill_worker::OperationTimeouts {
+        let secs = std::time::Duration::from_secs;
+        audiomill_worker::OperationTimeouts {
+            analyze: secs(self.analyze_secs),
+            convert: secs(self.convert_secs),
+            separate: secs(self.separate_secs),
+            download: secs(self.download_secs),
+        }
+    }
 }
 
 /// Worker settings.
@@ -135,6 +173,8 @@ pub struct WorkerSection {
     pub grace_period_secs: u64,
     /// Wall-clock limit of one attempt.
     pub job_timeout_secs: u64,
+    /// Wall-clock limits per operation (the lower of these and `job_timeout_secs` applies).
+    pub timeouts: OperationTimeoutSecs,
     /// First retry delay; doubles per attempt, with jitter.
     pub backoff_base_secs: u64,
     /// Longest retry delay.
@@ -187,6 +227,8 @@ impl Default for HttpConfig {
             rate_limit_per_minute: 120,
             rate_limit_anonymous_per_minute: 60,
             trusted_proxies: Vec::new(),
+            request_timeout_secs: 30,
+            upload_timeout_secs: 3600,
         }
     }
 }
@@ -199,6 +241,7 @@ impl Default for WorkerSection {
             lease_secs: 30,
             grace_period_secs: 30,
             job_timeout_secs: 3600,
+            timeouts: OperationTimeoutSecs::default(),
             backoff_base_secs: 2,
             backoff_max_secs: 300,
             memory_limit_mb: 4096,
@@ -274,6 +317,20 @@ impl Config {
         }
         if self.worker.max_attempts == 0 {
             bail!("worker.max_attempts must be at least 1");
+        }
+        if self.http.request_timeout_secs == 0 || self.http.upload_timeout_secs == 0 {
+            bail!("http.request_timeout_secs and http.upload_timeout_secs must be positive");
+        }
+        let t = &self.worker.timeouts;
+        if [
+            t.analyze_secs,
+            t.convert_secs,
+            t.separate_secs,
+            t.download_secs,
+        ]
+        .contains(&0)
+        {
+            bail!("worker.timeouts.* must be at least 1 second");
         }
         if self.worker.lease_secs < 2 {
             bail!("worker.lease_secs must be at least 2");

@@ -77,6 +77,7 @@ pub async fn serve(config: Config, worker: bool, api: bool) -> anyhow::Result<Ex
             backoff_max: Duration::from_secs(config.worker.backoff_max_secs),
             grace_period: Duration::from_secs(config.worker.grace_period_secs),
             job_timeout: Duration::from_secs(config.worker.job_timeout_secs),
+            operation_timeouts: config.worker.timeouts.to_timeouts(),
             child_command: vec![program.clone().into_os_string(), "__run-job".into()],
             temp_dir: jobs_temp,
             child_limits: child_limits(&config),
@@ -118,6 +119,8 @@ pub async fn serve(config: Config, worker: bool, api: bool) -> anyhow::Result<Ex
         server_config.trusted_proxies = config.trusted_proxies()?;
         server_config.min_free_disk_bytes = config.http.min_free_disk_mb * 1024 * 1024;
         server_config.url_policy = config.url_policy();
+        server_config.request_timeout = Duration::from_secs(config.http.request_timeout_secs);
+        server_config.upload_timeout = Duration::from_secs(config.http.upload_timeout_secs);
         server_config.ytdlp_version = ytdlp_version(&config).await;
         let prober = Arc::new(crate::prober::ChildProber::new(
             program.clone(),

@@ -190,3 +190,32 @@ async fn limits_are_checked_at_probe_time() {
     }
     let _ = db(0.0);
 }
+
+#[tokio::test]
+async fn a_stalled_upload_is_cut_off_by_the_request_timeout() {
+    use std::io::{Read, Write};
+    let server = TestServer::start_with(
+        crate::support::Options::default().env("AUDIOMILL_HTTP_UPLOAD_TIMEOUT_SECS", "1"),
+    )
+    .await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /v1/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: audio/wav\r\nContent-Length: 100000\r\n\r\nRIFF",
+        server.key
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = vec![0u8; 4096];
+    let n = stream.read(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("\"timeout\""), "{answer}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(server.temp_files().is_empty(), "{:?}", server.temp_files());
+}

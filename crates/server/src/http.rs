@@ -127,6 +127,34 @@ pub async fn access_log(request: Request, next: Next) -> Response {
     response
 }
 
+/// Middleware: a handler that has not answered in time is cut off with `503 timeout`. Routes
+/// that receive files (uploads, multipart jobs) get the longer upload limit; streamed answers
+/// (downloads, event streams) are not affected, since their handler answers at once and the
+/// body streams after.
+pub async fn request_timeout(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let config = state.config();
+    let receives_files = request.method() == axum::http::Method::POST
+        && matches!(request.uri().path(), "/v1/uploads" | "/v1/jobs");
+    let limit = if receives_files {
+        config.upload_timeout
+    } else {
+        config.request_timeout
+    };
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => AppError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request was not answered within {} s", limit.as_secs()),
+        )
+        .into_response(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::host_allowed;

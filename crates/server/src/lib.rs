@@ -121,6 +121,10 @@ pub fn build_router(state: AppState) -> Router {
         // Uploads and multipart jobs count their own bytes; JSON bodies are capped in handlers.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::request_timeout,
+        ))
         // Inside the request-id, problem, metrics and security-header layers (a 429 has an id,
         // a problem+json body, is counted and has the headers) and inside CORS (preflights are
         // free, and browsers may read a 429).

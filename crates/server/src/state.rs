@@ -121,6 +121,10 @@ pub struct ServerConfig {
     pub event_poll: Duration,
     /// An event stream ends after this long even if its job has not.
     pub event_max_duration: Duration,
+    /// Longest time a handler may take before it is cut off with `503`.
+    pub request_timeout: Duration,
+    /// The same for requests that carry a file (uploads, multipart jobs).
+    pub upload_timeout: Duration,
     /// What URL inputs may point to (the same policy the worker fetches under).
     pub url_policy: audiomill_net::UrlPolicy,
     /// The version of yt-dlp found at start, shown by `/readyz`; `None` when it is missing.
@@ -155,6 +159,8 @@ impl ServerConfig {
             upload_temp_dir: upload_temp_dir.to_path_buf(),
             event_poll: Duration::from_millis(200),
             event_max_duration: Duration::from_secs(6 * 3600),
+            request_timeout: Duration::from_secs(30),
+            upload_timeout: Duration::from_secs(3600),
             url_policy: audiomill_net::UrlPolicy::default(),
             ytdlp_version: None,
             rate_limit_per_minute: 120,

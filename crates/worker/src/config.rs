@@ -24,8 +24,11 @@ pub struct WorkerConfig {
     pub backoff_max: Duration,
     /// On shutdown, how long running jobs may finish before they are killed and requeued.
     pub grace_period: Duration,
-    /// Wall-clock limit of one attempt.
+    /// Wall-clock limit of one attempt, whatever its operation.
     pub job_timeout: Duration,
+    /// Wall-clock limit of one attempt per operation (the lower of this and `job_timeout`
+    /// applies).
+    pub operation_timeouts: OperationTimeouts,
     /// Program and arguments of the job child, e.g. `[current_exe, "__run-job"]`. The child
     /// reads a [`crate::protocol::ChildTask`] on stdin and answers on stdout.
     pub child_command: Vec<OsString>,
@@ -52,6 +55,39 @@ pub struct WorkerConfig {
     pub ytdlp: Option<audiomill_net::YtDlpConfig>,
     /// Longest wait for the next bytes of a direct download.
     pub fetch_idle_timeout: Duration,
+}
+
+/// Time limits per operation: an analysis that takes as long as a separation is stuck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OperationTimeouts {
+    pub analyze: Duration,
+    pub convert: Duration,
+    pub separate: Duration,
+    pub download: Duration,
+}
+
+impl Default for OperationTimeouts {
+    fn default() -> Self {
+        Self {
+            analyze: Duration::from_secs(15 * 60),
+            convert: Duration::from_secs(30 * 60),
+            separate: Duration::from_secs(60 * 60),
+            download: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+impl OperationTimeouts {
+    /// The limit of `operation`.
+    pub fn of(&self, operation: audiomill_core::OperationKind) -> Duration {
+        use audiomill_core::OperationKind;
+        match operation {
+            OperationKind::Analyze => self.analyze,
+            OperationKind::Convert => self.convert,
+            OperationKind::Separate => self.separate,
+            OperationKind::Download => self.download,
+        }
+    }
 }
 
 /// Resource limits (rlimits) of a job's child process. A value of 0 means no limit.
@@ -91,6 +127,7 @@ impl Default for WorkerConfig {
             backoff_max: Duration::from_secs(5 * 60),
             grace_period: Duration::from_secs(30),
             job_timeout: Duration::from_secs(60 * 60),
+            operation_timeouts: OperationTimeouts::default(),
             child_command: vec![program, "__run-job".into()],
             temp_dir: std::env::temp_dir().join("audiomill-jobs"),
             child_limits: ChildLimits::default(),

@@ -50,7 +50,7 @@ mod testutil;
 
 pub use backoff::backoff;
 pub use child::child_main;
-pub use config::{ChildLimits, WorkerConfig};
+pub use config::{ChildLimits, OperationTimeouts, WorkerConfig};
 pub use metrics::WorkerMetrics;
 pub use reaper::reap_expired;
 pub use sandbox::sandboxed_command;

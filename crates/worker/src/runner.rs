@@ -125,7 +125,7 @@ async fn attempt(
                 progress_tx,
                 stop,
                 started
-                    .checked_add(shared.config.job_timeout)
+                    .checked_add(time_limit(&shared.config, job.operation))
                     .unwrap_or_else(|| started + Duration::from_secs(100 * 365 * 86_400)),
             )
             .await;
@@ -325,6 +325,13 @@ pub(crate) async fn expand(shared: &Shared, claimed: &ClaimedJob, list: Playlist
             fail(shared, claimed, internal()).await
         }
     }
+}
+
+/// How long one attempt of an `operation` job may run.
+fn time_limit(config: &WorkerConfig, operation: OperationKind) -> Duration {
+    config
+        .job_timeout
+        .min(config.operation_timeouts.of(operation))
 }
 
 fn internal() -> JobError {
@@ -650,7 +657,7 @@ async fn run_child(
                 ErrorCode::Timeout,
                 format!(
                     "the job ran longer than its time limit of {}",
-                    human_duration(config.job_timeout)
+                    human_duration(time_limit(config, job.operation))
                 ),
             ))
         }

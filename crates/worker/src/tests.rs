@@ -281,6 +281,21 @@ async fn the_wall_clock_limit_kills_the_child() {
     assert!(message.contains("time limit"), "{message}");
 }
 
+#[tokio::test]
+async fn each_operation_has_its_own_time_limit() {
+    let mut h = Harness::new("cat >/dev/null; exec sleep 30");
+    // The claimed job is a convert: its limit applies, not the (longer) overall one.
+    h.config.operation_timeouts.convert = Duration::from_millis(300);
+    let claimed = h.job(None).await;
+    assert_eq!(claimed.job.operation, OperationKind::Convert);
+    let started = std::time::Instant::now();
+    assert_eq!(h.run(claimed).await, Outcome::Failed);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let (code, message, _) = h.single_failure();
+    assert_eq!(code, ErrorCode::Timeout);
+    assert!(message.contains("300 ms"), "{message}");
+}
+
 fn process_exists(pid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence.
     unsafe { libc::kill(pid, 0) == 0 }
