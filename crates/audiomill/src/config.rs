@@ -116,6 +116,9 @@ pub struct HttpConfig {
     pub rate_limit_per_minute: u32,
     /// Requests per minute per client address for requests without a key.
     pub rate_limit_anonymous_per_minute: u32,
+    /// Failed authentications per minute per client address before its keyed requests are
+    /// refused for a while (guessing keys).
+    pub auth_failures_per_minute: u32,
     /// Proxies (addresses or networks: `10.0.0.0/8`, `127.0.0.1`) whose `X-Forwarded-For` is
     /// believed for the client address. None by default: the TCP peer is the client.
     pub trusted_proxies: Vec<String>,
@@ -226,6 +229,7 @@ impl Default for HttpConfig {
             max_json_bytes: 64 * 1024,
             rate_limit_per_minute: 120,
             rate_limit_anonymous_per_minute: 60,
+            auth_failures_per_minute: 60,
             trusted_proxies: Vec::new(),
             request_timeout_secs: 30,
             upload_timeout_secs: 3600,
@@ -343,6 +347,9 @@ impl Config {
         }
         if self.ytdlp.socket_timeout_secs == 0 || self.outbound.fetch_idle_secs == 0 {
             bail!("ytdlp.socket_timeout_secs and outbound.fetch_idle_secs must be positive");
+        }
+        if self.http.auth_failures_per_minute == 0 {
+            bail!("http.auth_failures_per_minute must be at least 1");
         }
         if self.http.rate_limit_per_minute == 0 || self.http.rate_limit_anonymous_per_minute == 0 {
             bail!("http.rate_limit_per_minute and http.rate_limit_anonymous_per_minute must be at least 1");

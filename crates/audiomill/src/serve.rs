@@ -116,6 +116,7 @@ pub async fn serve(config: Config, worker: bool, api: bool) -> anyhow::Result<Ex
         server_config.trusted_hosts = config.http.trusted_hosts.clone();
         server_config.rate_limit_per_minute = config.http.rate_limit_per_minute;
         server_config.rate_limit_anonymous_per_minute = config.http.rate_limit_anonymous_per_minute;
+        server_config.auth_failures_per_minute = config.http.auth_failures_per_minute;
         server_config.trusted_proxies = config.trusted_proxies()?;
         server_config.min_free_disk_bytes = config.http.min_free_disk_mb * 1024 * 1024;
         server_config.url_policy = config.url_policy();

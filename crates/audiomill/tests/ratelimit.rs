@@ -125,3 +125,36 @@ async fn a_key_over_its_limit_gets_429_and_others_and_health_checks_do_not() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn guessing_keys_from_one_address_is_stopped() {
+    let server = TestServer::start_with(
+        Options::default().env("AUDIOMILL_HTTP_AUTH_FAILURES_PER_MINUTE", "5"),
+    )
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        // A fresh made-up key each time: each has a rate budget of its own.
+        let guess = audiomill_core::key::ApiKey::generate().expose().to_owned();
+        let r = server
+            .http
+            .get(server.url("/v1/jobs"))
+            .bearer_auth(&guess)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429, 429]);
+    // The address is held back for a while, whatever key it presents; health checks still pass.
+    let r = server.get("/v1/jobs").send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let r = server
+        .http
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -171,6 +171,9 @@ pub enum Subject {
     /// An anonymous client. IPv6 clients are grouped by /64, the block one host usually holds,
     /// so a client cannot rotate addresses within its own network to get more budget.
     Addr(IpAddr),
+    /// Failed authentications from a client address (grouped like `Addr`): made-up keys each
+    /// have a budget of their own, so guessing is limited by where it comes from.
+    AuthFailures(IpAddr),
 }
 
 impl Subject {
@@ -181,12 +184,20 @@ impl Subject {
 
     /// The subject of an anonymous client.
     pub fn addr(ip: IpAddr) -> Self {
-        match ip.to_canonical() {
-            IpAddr::V6(v6) => Subject::Addr(IpAddr::V6(Ipv6Addr::from(
-                u128::from(v6) & !(u128::MAX >> 64),
-            ))),
-            v4 => Subject::Addr(v4),
-        }
+        Subject::Addr(network_of(ip))
+    }
+
+    /// The subject of a client address's failed authentications.
+    pub fn auth_failures(ip: IpAddr) -> Self {
+        Subject::AuthFailures(network_of(ip))
+    }
+}
+
+/// An address as limits see it: IPv4 as is, IPv6 by its /64.
+fn network_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 64))),
+        v4 => v4,
     }
 }
 
@@ -329,6 +340,20 @@ impl RateLimiter {
         }
     }
 
+    /// Whether `subject`'s bucket of `limit_per_minute` holds a whole token now, without taking
+    /// it (a subject with no bucket has a full one).
+    pub fn has_token(&self, subject: Subject, limit_per_minute: u32, now: Instant) -> bool {
+        let limit = limit_per_minute.max(1);
+        let shard = &self.shards[self.hasher.hash_one(subject) as usize % self.shards.len()];
+        let shard = shard
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        shard
+            .buckets
+            .get(&subject)
+            .is_none_or(|bucket| bucket.tokens_at(limit, now) >= 1.0)
+    }
+
     /// Drops every bucket that is full at `now` (they are the same as no bucket). Each shard
     /// also does this by itself every minute and when it is at its bound.
     pub fn sweep(&self, now: Instant) {
@@ -467,11 +492,36 @@ pub async fn limit(State(state): State<AppState>, mut request: Request, next: Ne
             config.rate_limit_anonymous_per_minute,
         ),
     };
-    let decision = state
-        .rate_limiter()
-        .check(subject, cost, limit, Instant::now());
+    // A client that keeps presenting keys that fail is stopped before any lookup.
+    let failures = match (&subject, client) {
+        (Subject::Key(_), Some(ip)) => Some(Subject::auth_failures(ip)),
+        _ => None,
+    };
+    let guessing = failures.is_some_and(|f| {
+        !state
+            .rate_limiter()
+            .has_token(f, config.auth_failures_per_minute, Instant::now())
+    });
+    let decision = if guessing {
+        state.rate_limiter().check(
+            failures.unwrap_or(subject),
+            1,
+            config.auth_failures_per_minute,
+            Instant::now(),
+        )
+    } else {
+        state
+            .rate_limiter()
+            .check(subject, cost, limit, Instant::now())
+    };
     let mut response = if decision.allowed {
-        next.run(request).await
+        let response = next.run(request).await;
+        if let (Some(f), axum::http::StatusCode::UNAUTHORIZED) = (failures, response.status()) {
+            state
+                .rate_limiter()
+                .check(f, 1, config.auth_failures_per_minute, Instant::now());
+        }
+        response
     } else {
         state.metrics().security_event("rate_limited");
         if decision.refusals_in_a_row.is_power_of_two() {
@@ -819,5 +869,21 @@ mod tests {
         assert_eq!(cost(&Method::GET, "/v1/jobs", &config), Some(1));
         assert_eq!(cost(&Method::GET, "/v1/uploads/upl_x", &config), Some(1));
         assert_eq!(cost(&Method::GET, "/nothing", &config), Some(1));
+    }
+
+    #[test]
+    fn has_token_looks_without_taking() {
+        let limiter = RateLimiter::new(100);
+        let now = Instant::now();
+        let subject = Subject::auth_failures(ip("2001:db8::1"));
+        assert!(limiter.has_token(subject, 2, now));
+        assert!(limiter.check(subject, 1, 2, now).allowed);
+        assert!(limiter.has_token(subject, 2, now));
+        assert!(limiter.check(subject, 1, 2, now).allowed);
+        assert!(!limiter.has_token(subject, 2, now));
+        // Addresses of one /64 share the budget; failures and requests are separate budgets.
+        assert!(!limiter.has_token(Subject::auth_failures(ip("2001:db8::2")), 2, now));
+        assert!(limiter.has_token(Subject::addr(ip("2001:db8::1")), 2, now));
+        assert!(limiter.has_token(subject, 2, now + Duration::from_secs(30)));
     }
 }

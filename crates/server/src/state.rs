@@ -133,6 +133,9 @@ pub struct ServerConfig {
     pub rate_limit_per_minute: u32,
     /// Requests per minute allowed to one client address for requests without a key.
     pub rate_limit_anonymous_per_minute: u32,
+    /// Failed authentications per minute per client address; beyond it, every request that
+    /// presents a key from that address is refused with `429` until the budget refills.
+    pub auth_failures_per_minute: u32,
     /// What `POST /v1/jobs` and `POST /v1/uploads` count against the rate limit (other
     /// requests count 1; health checks and metrics are never limited).
     pub rate_limit_expensive_cost: u32,
@@ -165,6 +168,7 @@ impl ServerConfig {
             ytdlp_version: None,
             rate_limit_per_minute: 120,
             rate_limit_anonymous_per_minute: 60,
+            auth_failures_per_minute: 60,
             rate_limit_expensive_cost: 5,
             rate_limit_max_clients: 100_000,
             trusted_proxies: Vec::new(),

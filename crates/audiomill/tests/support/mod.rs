@@ -134,6 +134,7 @@ impl TestServer {
             // (the options' variables are set after these, so they win).
             .env("AUDIOMILL_HTTP_RATE_LIMIT_PER_MINUTE", "100000")
             .env("AUDIOMILL_HTTP_RATE_LIMIT_ANONYMOUS_PER_MINUTE", "100000")
+            .env("AUDIOMILL_HTTP_AUTH_FAILURES_PER_MINUTE", "100000")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in &env {
