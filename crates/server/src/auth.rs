@@ -131,10 +131,7 @@ impl FromRequestParts<AppState> for Tenant {
             return Err(reject("missing"));
         };
         // Hash and look up even a malformed key, so every failure costs the same.
-        let (hash, well_formed) = match ApiKey::parse(text) {
-            Ok(key) => (key.hash(), true),
-            Err(_) => (hex_sha256(text.as_bytes()), false),
-        };
+        let (hash, well_formed) = key_hash(text);
         let record = state.store().key_by_hash(&hash).await?;
         match record {
             _ if !well_formed => Err(reject("malformed")),
@@ -150,12 +147,12 @@ impl FromRequestParts<AppState> for Tenant {
     }
 }
 
-/// The stored hash of a presented key text: the key's own hash when well formed, else the
-/// hash of the text (which matches nothing).
-pub(crate) fn key_hash(text: &str) -> String {
+/// The stored hash of a presented key text, and whether the text is a well-formed key: the
+/// key's own hash when it is, else the hash of the text (which matches nothing).
+pub(crate) fn key_hash(text: &str) -> (String, bool) {
     match ApiKey::parse(text) {
-        Ok(key) => key.hash(),
-        Err(_) => hex_sha256(text.as_bytes()),
+        Ok(key) => (key.hash(), true),
+        Err(_) => (hex_sha256(text.as_bytes()), false),
     }
 }
 

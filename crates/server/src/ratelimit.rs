@@ -479,7 +479,7 @@ pub async fn limit(State(state): State<AppState>, mut request: Request, next: Ne
     let (subject, limit) = match crate::auth::presented_key(request.headers()) {
         Some(text) if !text.is_empty() => {
             // The node's limit per key, or the key's plan's if lower.
-            let hash = crate::auth::key_hash(text);
+            let (hash, _) = crate::auth::key_hash(text);
             let plan = state.plan_limits().limit(&state, &hash).await;
             let limit = plan.map_or(config.rate_limit_per_minute, |p| {
                 p.min(config.rate_limit_per_minute)

@@ -10,6 +10,7 @@
 
 use crate::jobdir::JobDir;
 use crate::protocol::SourceMeta;
+use crate::runner::internal;
 use crate::WorkerConfig;
 use audiomill_core::{ErrorCode, InputUrl, JobError, Limits};
 use audiomill_net::{
@@ -175,13 +176,6 @@ async fn from_site(
         duration_secs: media.duration,
         extractor: Some(media.extractor),
     }))
-}
-
-fn internal() -> JobError {
-    JobError::new(
-        ErrorCode::Internal,
-        "an internal error interrupted the job; it will be retried",
-    )
 }
 
 /// A refused address or URL: a security event, and a job that fails for good.

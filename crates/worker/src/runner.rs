@@ -10,7 +10,7 @@ use crate::WorkerConfig;
 use audiomill_blob::{BlobError, BlobKey, BlobStore};
 use audiomill_core::{
     ArtifactId, AudioFormat, DownloadOptions, ErrorCode, InputRef, InputUrl, JobError, JobId,
-    Limits, Operation, OperationKind, OutputSpec,
+    Limits, Operation, OperationKind, OutputSpec, PlanLimits,
 };
 use audiomill_net::PlaylistMeta;
 use audiomill_store::{Artifact, ClaimedJob, Heartbeat, Job, Lease, NewJob, Reservation, Store};
@@ -75,7 +75,7 @@ enum Final {
     Canceled,
     Lost,
     Requeue,
-    Expand(PlaylistMeta),
+    Expand(PlaylistMeta, PlanLimits),
 }
 
 /// Runs one claimed job to the end of this attempt and records the outcome. `stop` kills the
@@ -107,6 +107,15 @@ async fn attempt(
     started: Instant,
 ) -> Outcome {
     let job = &claimed.job;
+    // The account's plan, read once: it narrows the job's limits, its artifacts' retention and
+    // a playlist's items.
+    let plan = match shared.store.account_limits(job.account_id).await {
+        Ok((_, plan)) => plan,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the account's plan");
+            return record(shared, claimed, Final::Failed(internal())).await;
+        }
+    };
     let (progress_tx, progress_rx) = watch::channel(None);
     let keeper = LeaseKeeper::spawn(shared, claimed.lease.clone(), progress_rx);
     let name = format!("{}-{}", job.id, claimed.lease.attempt);
@@ -120,6 +129,7 @@ async fn attempt(
             let end = run_child(
                 shared,
                 claimed,
+                &plan,
                 &dir,
                 &keeper,
                 progress_tx,
@@ -137,7 +147,7 @@ async fn attempt(
                     artifacts,
                     result,
                     audio_seconds,
-                } => match ingest(shared, claimed, &dir, artifacts).await {
+                } => match ingest(shared, claimed, &plan, &dir, artifacts).await {
                     Ok(rows) => Final::Succeeded {
                         rows,
                         result,
@@ -149,7 +159,7 @@ async fn attempt(
                 RunEnd::Canceled => Final::Canceled,
                 RunEnd::Lost => Final::Lost,
                 RunEnd::Requeue => Final::Requeue,
-                RunEnd::Expand(list) => Final::Expand(list),
+                RunEnd::Expand(list) => Final::Expand(list, plan),
             };
             drop(dir);
             end
@@ -162,16 +172,8 @@ async fn attempt(
 /// The limits of this job: the worker's, narrowed by the account's plan, and for an input
 /// whose length was unknown when it was accepted (a link, an artifact) by the seconds it
 /// reserved, so that no job can process more than its account was charged for.
-async fn job_limits(shared: &Shared, job: &Job) -> Result<Limits, JobError> {
-    let (_, plan) = shared
-        .store
-        .account_limits(job.account_id)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "cannot read the account's plan");
-            internal()
-        })?;
-    let mut limits = shared.config.limits;
+fn job_limits(config: &WorkerConfig, plan: &PlanLimits, job: &Job) -> Limits {
+    let mut limits = config.limits;
     limits.max_upload_bytes = limits.max_upload_bytes.min(plan.max_upload_bytes);
     limits.max_duration_secs = limits.max_duration_secs.min(plan.max_input_seconds);
     limits.max_playlist_items = limits.max_playlist_items.min(plan.max_playlist_items);
@@ -179,7 +181,7 @@ async fn job_limits(shared: &Shared, job: &Job) -> Result<Limits, JobError> {
         let reserved = job.reserved_seconds.ceil() as u64;
         limits.max_duration_secs = limits.max_duration_secs.min(reserved.max(1));
     }
-    Ok(limits)
+    limits
 }
 
 /// Runs `work` until it ends, or until the job is canceled, the lease is lost, the deadline
@@ -217,7 +219,12 @@ async fn guarded<T>(
 
 /// Makes the job the parent of one `download` job per playlist entry that the outbound policy
 /// accepts, all in one store transaction.
-pub(crate) async fn expand(shared: &Shared, claimed: &ClaimedJob, list: PlaylistMeta) -> Outcome {
+pub(crate) async fn expand(
+    shared: &Shared,
+    claimed: &ClaimedJob,
+    plan: &PlanLimits,
+    list: PlaylistMeta,
+) -> Outcome {
     let job = &claimed.job;
     let Ok(Operation::Download(options)) = Operation::from_parts(job.operation, &job.options)
     else {
@@ -229,13 +236,6 @@ pub(crate) async fn expand(shared: &Shared, claimed: &ClaimedJob, list: Playlist
         convert: options.convert,
     })
     .options_json();
-    let plan = match shared.store.account_limits(job.account_id).await {
-        Ok((_, plan)) => plan,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the account's plan");
-            return fail(shared, claimed, internal()).await;
-        }
-    };
     let now = Utc::now();
     let period = audiomill_core::usage_period(now);
     let mut children = Vec::with_capacity(list.entries.len());
@@ -334,7 +334,7 @@ fn time_limit(config: &WorkerConfig, operation: OperationKind) -> Duration {
         .min(config.operation_timeouts.of(operation))
 }
 
-fn internal() -> JobError {
+pub(crate) fn internal() -> JobError {
     JobError::new(
         ErrorCode::Internal,
         "an internal error interrupted the job; it will be retried",
@@ -426,9 +426,11 @@ fn resolve_model(models_dir: Option<&Path>, job: &Job) -> Result<Option<PathBuf>
 }
 
 /// Copies the input in, runs the child and watches it until it ends.
+#[allow(clippy::too_many_arguments)]
 async fn run_child(
     shared: &Shared,
     claimed: &ClaimedJob,
+    plan: &PlanLimits,
     dir: &JobDir,
     keeper: &LeaseKeeper,
     progress: watch::Sender<Option<f64>>,
@@ -462,10 +464,7 @@ async fn run_child(
         (InputRef::Url(_), _) => 0.3,
         _ => 0.0,
     };
-    let limits = match job_limits(shared, job).await {
-        Ok(limits) => limits,
-        Err(error) => return RunEnd::Failed(error),
-    };
+    let limits = job_limits(config, plan, job);
     let mut source = None;
     if let InputRef::Url(url) = &job.input {
         let playlist = match &operation {
@@ -795,6 +794,7 @@ fn valid_download_name(name: &str) -> bool {
 async fn ingest(
     shared: &Shared,
     claimed: &ClaimedJob,
+    plan: &PlanLimits,
     dir: &JobDir,
     artifacts: Vec<ChildArtifact>,
 ) -> Result<Vec<Artifact>, JobError> {
@@ -837,13 +837,7 @@ async fn ingest(
 
     let now = Utc::now();
     // The worker's retention, or the account's plan's if shorter.
-    let plan_retention = match shared.store.account_limits(job.account_id).await {
-        Ok((_, plan)) => Duration::from_secs(u64::from(plan.retention_hours) * 3600),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the account's plan");
-            return Err(internal());
-        }
-    };
+    let plan_retention = Duration::from_secs(u64::from(plan.retention_hours) * 3600);
     let retention =
         chrono::Duration::from_std(shared.config.artifact_retention.min(plan_retention))
             .unwrap_or(chrono::Duration::MAX);
@@ -928,7 +922,7 @@ async fn record(shared: &Shared, claimed: &ClaimedJob, end: Final) -> Outcome {
             }
         },
         Final::Lost => Outcome::Lost,
-        Final::Expand(list) => expand(shared, claimed, list).await,
+        Final::Expand(list, plan) => expand(shared, claimed, &plan, list).await,
         Final::Requeue => match store.requeue(lease, Utc::now()).await {
             Ok(true) => Outcome::Requeued,
             Ok(false) => Outcome::Lost,

@@ -782,7 +782,13 @@ async fn a_playlist_becomes_one_download_job_per_accepted_item() {
         ],
         truncated: true,
     };
-    let outcome = crate::runner::expand(&h.shared(), &parent, list).await;
+    let outcome = crate::runner::expand(
+        &h.shared(),
+        &parent,
+        &audiomill_core::PlanLimits::default(),
+        list,
+    )
+    .await;
     assert_eq!(outcome, Outcome::Succeeded);
     let calls = h.store.calls();
     let [Call::Expand { children, result }] = calls.as_slice() else {
