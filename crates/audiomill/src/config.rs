@@ -312,7 +312,29 @@ impl Config {
             config.worker.concurrency = n;
         }
         config.validate()?;
+        config.resolve_paths()?;
         Ok(config)
+    }
+
+    /// Makes every path setting absolute, once, against the directory audiomill was started
+    /// in. Job children run in their job directory, so a relative path handed to one (a model
+    /// file under `data/models`, the input under `data/files/tmp`) would resolve there instead.
+    fn resolve_paths(&mut self) -> anyhow::Result<()> {
+        let absolute = |path: &Path, setting: &str| {
+            std::path::absolute(path)
+                .with_context(|| format!("{setting}: cannot resolve {}", path.display()))
+        };
+        self.data_dir = absolute(&self.data_dir, "data_dir")?;
+        if !self.ytdlp.cookies_file.is_empty() {
+            let path = absolute(Path::new(&self.ytdlp.cookies_file), "ytdlp.cookies_file")?;
+            self.ytdlp.cookies_file = path.to_string_lossy().into_owned();
+        }
+        // A bare program name is looked up on PATH; one with a directory is a path.
+        if self.ytdlp.program.contains('/') {
+            let path = absolute(Path::new(&self.ytdlp.program), "ytdlp.program")?;
+            self.ytdlp.program = path.to_string_lossy().into_owned();
+        }
+        Ok(())
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -569,6 +591,33 @@ mod tests {
             c.http.cors_origins,
             vec!["https://a.example", "https://b.example"]
         );
+    }
+
+    #[test]
+    fn paths_are_made_absolute_once() {
+        let o = Overrides {
+            data_dir: Some(PathBuf::from("data")),
+            ..Default::default()
+        };
+        let c = Config::load_from(
+            &o,
+            &env(&[
+                ("AUDIOMILL_YTDLP_COOKIES_FILE", "secrets/cookies.txt"),
+                ("AUDIOMILL_YTDLP_PROGRAM", "tools/yt-dlp"),
+            ]),
+        )
+        .unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(c.data_dir, cwd.join("data"));
+        assert_eq!(c.models_dir(), cwd.join("data/models"));
+        assert_eq!(
+            Path::new(&c.ytdlp.cookies_file),
+            cwd.join("secrets/cookies.txt")
+        );
+        assert_eq!(Path::new(&c.ytdlp.program), cwd.join("tools/yt-dlp"));
+        // A bare name stays a name, looked up on PATH.
+        let c = Config::load_from(&o, &env(&[("AUDIOMILL_YTDLP_PROGRAM", "yt-dlp")])).unwrap();
+        assert_eq!(c.ytdlp.program, "yt-dlp");
     }
 
     #[test]

@@ -97,7 +97,8 @@ pub async fn doctor(config: &Config) -> ExitCode {
     report.line(policy.0, "url inputs", policy.1);
 
     let store = audiomill_models::ModelStore::new(config.models_dir());
-    match store.list(&audiomill_models::Catalog::official()) {
+    let catalog = audiomill_models::Catalog::official();
+    match store.list(&catalog) {
         Ok(models) => {
             let installed: Vec<String> = models
                 .into_iter()
@@ -108,10 +109,24 @@ pub async fn doctor(config: &Config) -> ExitCode {
                 report.line(
                     Level::Warn,
                     "models",
-                    "none installed: separate jobs will fail; audiomill models pull htdemucs",
+                    "none installed: separate jobs will fail; audiomill models pull htdemucs \
+                     (or models import on an offline machine)",
                 );
-            } else {
-                report.line(Level::Ok, "models", installed.join(", "));
+            }
+            // Each model is loaded as a job would load it: a file that went missing or was
+            // changed since the install shows here, not in a user's job.
+            for name in installed {
+                match model_loads(&store, &catalog, &name) {
+                    Ok(stems) => report.line(Level::Ok, "model", format!("{name} ({stems})")),
+                    Err(reason) => report.line(
+                        Level::Warn,
+                        "model",
+                        format!(
+                            "{name} does not load: {reason}; reinstall it: {}",
+                            crate::models::reinstall_command(&name)
+                        ),
+                    ),
+                }
             }
         }
         Err(e) => report.line(Level::Warn, "models", e),
@@ -122,4 +137,16 @@ pub async fn doctor(config: &Config) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Resolves an installed model and loads its networks with the engine; its stems, or why not.
+fn model_loads(
+    store: &audiomill_models::ModelStore,
+    catalog: &audiomill_models::Catalog,
+    name: &str,
+) -> Result<String, String> {
+    let model = store.resolve(name, catalog).map_err(|e| e.to_string())?;
+    audiomill_separate::load_model(&model.descriptor, &audiomill_separate::default_device())
+        .map_err(|e| e.to_string())?;
+    Ok(model.stems.join(", "))
 }

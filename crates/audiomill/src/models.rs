@@ -117,6 +117,14 @@ fn progress_line(p: &PullProgress) -> String {
     }
 }
 
+/// How an operator puts a damaged model back: pull a catalog model again, or import it again.
+pub fn reinstall_command(name: &str) -> String {
+    format!(
+        "audiomill models rm {name} && {}",
+        Catalog::official().install_command(name)
+    )
+}
+
 /// The API's view of the model store. File system reads run off the async threads.
 pub struct Registry {
     dir: PathBuf,
@@ -174,6 +182,11 @@ impl ModelRegistry for Registry {
             }) => Err(ModelLookupError::NotInstalled {
                 name,
                 install_command,
+            }),
+            Err(ModelsError::Damaged { name, reason }) => Err(ModelLookupError::Unusable {
+                install_command: reinstall_command(&name),
+                name,
+                reason,
             }),
             Err(e) => Err(ModelLookupError::Failed(e.to_string())),
         }

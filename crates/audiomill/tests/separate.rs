@@ -3,7 +3,7 @@
 //! the `separate` crate (official checkpoint format, random weights, 8 kHz).
 
 use crate::support::audio::{db, ffprobe, ffprobe_path, noise, sine, wav};
-use crate::support::{assert_problem, cli, TestServer};
+use crate::support::{assert_problem, cli, cli_in, Options, TestServer};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -114,6 +114,125 @@ async fn two_stems_over_http_and_a_mono_input_give_mono_stems() {
             "duration {duration}"
         );
     }
+}
+
+/// The README's path: `serve` on the default, relative data directory, a model imported with
+/// `models import` on the same relative directory, then a multipart `separate` job. The job
+/// child runs in its job directory, so any relative path handed to it would stop resolving.
+#[tokio::test]
+async fn stems_work_through_the_server_on_a_relative_data_directory() {
+    let server = TestServer::start_with(Options::default().relative_data_dir()).await;
+    let cwd = server.data_dir.parent().unwrap().to_owned();
+    let yaml = fixture("tiny.yaml");
+    let (status, stdout, stderr) = cli_in(
+        &cwd,
+        &["models", "import", yaml.to_str().unwrap(), "--name", "tiny"],
+    );
+    assert!(status.success(), "models import: {stderr}");
+    assert!(stdout.contains("installed tiny"), "{stdout}");
+
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(mix(44_100, 2, 2.0)).file_name("my song.wav"),
+        )
+        .part(
+            "spec",
+            reqwest::multipart::Part::text(
+                json!({"operation": "separate",
+                       "options": {"model": "tiny", "shifts": 0, "two_stems": "vocals",
+                                   "format": "mp3", "bitrate": 128}})
+                .to_string(),
+            ),
+        );
+    let r = server
+        .post("/v1/jobs")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let job: serde_json::Value = r.json().await.unwrap();
+    let done = server.finish(job["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["attempt"], 1, "{done}");
+    let artifacts = done["artifacts"].as_array().unwrap();
+    assert_eq!(artifacts.len(), 2, "{done}");
+    for artifact in artifacts {
+        let bytes = server.download(artifact["url"].as_str().unwrap()).await;
+        let (codec, rate, channels, duration) = ffprobe(&bytes);
+        assert_eq!((codec.as_str(), rate, channels), ("mp3", 44_100, 2));
+        assert!((duration - 2.0).abs() < 0.1, "duration {duration}");
+    }
+    assert!(server.temp_files().is_empty(), "{:?}", server.temp_files());
+}
+
+/// A model whose files went missing after it was installed fails its jobs at once with
+/// `model_not_installed` (retrying cannot bring the files back), is refused at submission
+/// with the command that reinstalls it, and `doctor` names it.
+#[tokio::test]
+async fn a_model_with_missing_files_is_model_not_installed_not_retried() {
+    let server = TestServer::start_with(Options::default().arg("--no-worker")).await;
+    import_tiny(&server.data_dir);
+    let upload = server.upload(mix(44_100, 2, 1.0)).await;
+    // Accepted while the model is whole; its files vanish before a worker runs it.
+    let job = server
+        .submit(
+            json!({"operation": "separate", "input": {"upload": upload["id"]},
+                       "options": {"model": "tiny", "shifts": 0}}),
+        )
+        .await;
+    let model_dir = server.data_dir.join("models/tiny");
+    let checkpoints: Vec<PathBuf> = std::fs::read_dir(&model_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "th"))
+        .collect();
+    assert!(!checkpoints.is_empty());
+    std::fs::remove_file(&checkpoints[0]).unwrap();
+
+    let refused = server
+        .post("/v1/jobs")
+        .json(
+            &json!({"operation": "separate", "input": {"upload": upload["id"]},
+                      "options": {"model": "tiny"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(refused, 422, "model_not_installed").await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("tiny") && detail.contains("audiomill models"),
+        "{detail}"
+    );
+    assert!(
+        !detail.contains(server.data_dir.to_str().unwrap()),
+        "{detail}"
+    );
+
+    let (status, stdout, _) = cli(&["doctor"], &server.data_dir);
+    assert!(status.success(), "a broken model is a warning: {stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("tiny"))
+        .unwrap_or_default();
+    assert!(line.starts_with("warn"), "{stdout}");
+
+    let mut worker = std::process::Command::new(crate::support::BIN)
+        .args(["worker", "--data-dir"])
+        .arg(&server.data_dir)
+        .env("AUDIOMILL_WORKER_BACKOFF_BASE_SECS", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let done = server.finish(job["id"].as_str().unwrap()).await;
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "model_not_installed", "{done}");
+    assert_eq!(done["attempt"], 1, "not retried: {done}");
 }
 
 #[tokio::test]

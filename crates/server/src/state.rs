@@ -72,6 +72,17 @@ pub enum ModelLookupError {
         /// What the operator runs.
         install_command: String,
     },
+    /// Installed, but its files are missing or do not match what was installed; `reason` is
+    /// for the operator's log, `install_command` for the client.
+    #[error("model {name} is installed but its files are missing or damaged; reinstall it with: {install_command}")]
+    Unusable {
+        /// The model asked for.
+        name: String,
+        /// What the operator runs.
+        install_command: String,
+        /// What is wrong (file names, never shown to clients).
+        reason: String,
+    },
     /// The registry could not be read (logged; a 500 to the client).
     #[error("the model registry failed: {0}")]
     Failed(String),

@@ -146,8 +146,19 @@ pub(crate) fn run_task(
                 }
                 JobError::new(e.code(), e.public_message())
             };
+            // The parent checked the model's files before starting us; one that still does
+            // not load (a file removed or changed meanwhile) will not load on a retry either.
             let bag = audiomill_separate::load_model(model, &audiomill_separate::default_device())
-                .map_err(separate_error)?;
+                .map_err(|e| {
+                    eprintln!("audiomill job child: loading model {}: {e}", options.model);
+                    JobError::new(
+                        ErrorCode::ModelNotInstalled,
+                        format!(
+                            "model {} could not be loaded on this worker; its files are missing or damaged",
+                            options.model
+                        ),
+                    )
+                })?;
             let params = audiomill_separate::SeparateParams::from_options(
                 &options,
                 task.output_dir.clone(),

@@ -32,6 +32,9 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Extra arguments of `serve` (e.g. `--no-worker`).
     pub args: Vec<String>,
+    /// Start `serve` in the data directory's parent with `--data-dir data`, as a user of the
+    /// README's commands does, rather than with an absolute path.
+    pub relative_data_dir: bool,
 }
 
 impl Options {
@@ -44,6 +47,27 @@ impl Options {
         self.env.push((k.to_owned(), v.to_owned()));
         self
     }
+
+    pub fn relative_data_dir(mut self) -> Self {
+        self.relative_data_dir = true;
+        self
+    }
+}
+
+/// Runs the CLI in `cwd` with `--data-dir data` (a relative data directory, the default's
+/// form); returns (status, stdout, stderr).
+pub fn cli_in(cwd: &Path, args: &[&str]) -> (std::process::ExitStatus, String, String) {
+    let out = Command::new(BIN)
+        .current_dir(cwd)
+        .args(args)
+        .args(["--data-dir", "data"])
+        .output()
+        .expect("run the audiomill CLI");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Runs the CLI and returns (status, stdout, stderr).
@@ -102,7 +126,11 @@ impl TestServer {
             &data_dir,
         );
         assert!(status.success(), "plan update failed: {stderr}");
-        let mut server = Self::spawn_with(data_dir, key, options.env, &options.args);
+        let mut server = if options.relative_data_dir {
+            Self::spawn_in(Some(dir.path()), data_dir, key, options.env, &options.args)
+        } else {
+            Self::spawn_with(data_dir, key, options.env, &options.args)
+        };
         server._dir = Some(dir);
         server.wait_ready().await;
         server
@@ -120,10 +148,30 @@ impl TestServer {
         env: Vec<(String, String)>,
         args: &[String],
     ) -> Self {
+        Self::spawn_in(None, data_dir, key, env, args)
+    }
+
+    /// [`TestServer::spawn_with`], started in `cwd` with the data directory named relative to
+    /// it when `cwd` is given.
+    fn spawn_in(
+        cwd: Option<&Path>,
+        data_dir: PathBuf,
+        key: String,
+        env: Vec<(String, String)>,
+        args: &[String],
+    ) -> Self {
         let mut command = Command::new(BIN);
+        command.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]);
+        match cwd {
+            Some(cwd) => {
+                let relative = data_dir.strip_prefix(cwd).expect("data dir inside cwd");
+                command.current_dir(cwd).arg(relative);
+            }
+            None => {
+                command.arg(&data_dir);
+            }
+        }
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&data_dir)
             .args(args)
             .env("AUDIOMILL_LOG", "info")
             .env("AUDIOMILL_WORKER_CONCURRENCY", "2")

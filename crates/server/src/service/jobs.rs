@@ -161,6 +161,19 @@ async fn check_model(state: &AppState, options: &SeparateOptions) -> Result<(), 
                 e.to_string(),
             ))
         }
+        Err(
+            ref e @ ModelLookupError::Unusable {
+                ref name,
+                ref reason,
+                ..
+            },
+        ) => {
+            tracing::warn!(model = %name, reason, "an installed model's files are unusable");
+            return Err(AppError::unprocessable(
+                "model_not_installed",
+                e.to_string(),
+            ));
+        }
         Err(ModelLookupError::Failed(e)) => {
             return Err(AppError::internal(format!("model lookup: {e}")))
         }
