@@ -52,21 +52,33 @@ pub async fn plan(config: &Config, command: PlanCommand) -> anyhow::Result<ExitC
             eprintln!("updated plan {name}");
         }
         PlanCommand::List => {
+            // Retention as it applies here: the plan's, capped by this server's per kind.
             println!(
-                "{:<16} {:>12} {:>6} {:>8} {:>10} {:>10} OPERATIONS",
-                "NAME", "SECONDS/MO", "JOBS", "REQ/MIN", "UPLOAD_MB", "INPUT_S"
+                "{:<16} {:>12} {:>6} {:>8} {:>10} {:>10} {:>9} {:>11} OPERATIONS",
+                "NAME",
+                "SECONDS/MO",
+                "JOBS",
+                "REQ/MIN",
+                "UPLOAD_MB",
+                "INPUT_S",
+                "UPLOADS_H",
+                "ARTIFACTS_H"
             );
+            let server = config.server_retention();
             for plan in store.list_plans().await? {
                 let l = &plan.limits;
+                let kept = l.retention(server);
                 let ops: Vec<&str> = l.allowed_operations.iter().map(|o| o.as_str()).collect();
                 println!(
-                    "{:<16} {:>12} {:>6} {:>8} {:>10} {:>10} {}",
+                    "{:<16} {:>12} {:>6} {:>8} {:>10} {:>10} {:>9} {:>11} {}",
                     plan.name.as_str(),
                     l.audio_seconds_per_month,
                     l.concurrent_jobs,
                     l.requests_per_minute,
                     l.max_upload_bytes / 1_000_000,
                     l.max_input_seconds,
+                    kept.uploads.as_secs() / 3600,
+                    kept.artifacts.as_secs() / 3600,
                     ops.join(",")
                 );
             }

@@ -162,7 +162,9 @@ pub struct PlanArgs {
     /// Separation models allowed, comma-separated (default: all installed).
     #[arg(long, value_name = "LIST")]
     pub models: Option<String>,
-    /// Hours uploads and artifacts are kept.
+    /// Longest time, in hours, that uploads and artifacts are kept. The server's own
+    /// retention (retention.upload_hours, 24 by default; retention.artifact_hours, 168) caps
+    /// it: the shorter applies, and `plan list` shows what results for each kind.
     #[arg(long, value_name = "N")]
     pub retention_hours: Option<u32>,
     /// Most items of a playlist download.
@@ -201,20 +203,58 @@ pub struct AnalyzeArgs {
 pub struct ConvertArgs {
     /// The input audio file.
     pub input: PathBuf,
-    /// The output file.
+    /// The output file (`.wav`, `.flac`, `.mp3`, `.opus` or `.ogg` for Opus in Ogg).
     pub output: PathBuf,
-    /// Output format: wav, flac or mp3 (default: from the output's extension).
+    /// Output format: wav, flac, mp3 or opus [default: from the output's extension]
     #[arg(long)]
     pub format: Option<String>,
-    /// Output sample rate in Hz.
+    /// Output sample rate in Hz (opus: 48000 only).
     #[arg(long)]
     pub sample_rate: Option<u32>,
     /// Output channels (1 or 2).
     #[arg(long)]
     pub channels: Option<u16>,
-    /// MP3 bit rate in kbit/s.
+    /// Use only this input channel (0 = first/left).
+    #[arg(long, value_name = "INDEX")]
+    pub channel: Option<u16>,
+    /// Bit rate in kbit/s: mp3 (CBR, 32 to 320) or opus (6 to 510).
     #[arg(long)]
     pub bitrate: Option<u32>,
+    /// MP3 VBR quality, 0 (best) to 9, instead of --bitrate.
+    #[arg(long, value_name = "0-9")]
+    pub quality: Option<u8>,
+    /// PCM sample format: s16, s24 or f32 (wav); s16 or s24 (flac).
+    #[arg(long, value_name = "FORMAT")]
+    pub sample_format: Option<String>,
+    /// Start of the kept audio, in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub start: Option<f64>,
+    /// End of the kept audio, in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub end: Option<f64>,
+    /// Remove leading and trailing silence quieter than this many dBFS (e.g. -60).
+    #[arg(long, value_name = "DBFS", allow_hyphen_values = true)]
+    pub trim_silence: Option<f64>,
+    /// Gain in dB (-60 to 24), before normalization.
+    #[arg(long, value_name = "DB", allow_hyphen_values = true)]
+    pub gain_db: Option<f64>,
+    /// Normalize the integrated loudness to this many LUFS (EBU R128; e.g. -14, -23).
+    #[arg(long, value_name = "LUFS", allow_hyphen_values = true)]
+    pub normalize: Option<f64>,
+    /// True-peak ceiling of --normalize, in dBTP (-9 to 0) [default: -1]
+    #[arg(
+        long,
+        value_name = "DBTP",
+        allow_hyphen_values = true,
+        requires = "normalize"
+    )]
+    pub true_peak: Option<f64>,
+    /// Fade-in length, in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub fade_in: Option<f64>,
+    /// Fade-out length, in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub fade_out: Option<f64>,
 }
 
 #[derive(Debug, Args)]

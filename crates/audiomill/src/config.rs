@@ -412,6 +412,14 @@ impl Config {
             .collect()
     }
 
+    /// How long this server keeps files at most (`[retention]`); plans may keep them shorter.
+    pub fn server_retention(&self) -> audiomill_core::Retention {
+        audiomill_core::Retention {
+            uploads: std::time::Duration::from_secs(self.retention.upload_hours * 3600),
+            artifacts: std::time::Duration::from_secs(self.retention.artifact_hours * 3600),
+        }
+    }
+
     /// The outbound policy.
     pub fn url_policy(&self) -> audiomill_net::UrlPolicy {
         audiomill_net::UrlPolicy {

@@ -49,7 +49,7 @@ pub fn run(config: &Config, command: ModelsCommand) -> anyhow::Result<ExitCode> 
                 .enable_all()
                 .build()?;
             let mut shown = String::new();
-            let installed = runtime.block_on(audiomill_models::pull(
+            let pulled = runtime.block_on(audiomill_models::pull(
                 &store,
                 entry,
                 &base,
@@ -60,7 +60,15 @@ pub fn run(config: &Config, command: ModelsCommand) -> anyhow::Result<ExitCode> 
                         shown = line;
                     }
                 },
-            ))?;
+            ));
+            let installed = pulled.map_err(|e| match e {
+                // Most often a machine that cannot reach the download site at all.
+                ModelsError::Download { .. } => anyhow::anyhow!(
+                    "{e}; on a machine without internet access, copy the model's files from one \
+                     that has it and install them with `audiomill models import PATH --name {name}`"
+                ),
+                e => e.into(),
+            })?;
             println!(
                 "installed {} ({})",
                 installed.name,

@@ -2,7 +2,7 @@
 //! DIR`: the engines without a server.
 
 use anyhow::{bail, Context};
-use audiomill_core::{Operation, OperationKind};
+use audiomill_core::{AudioFormat, Operation, OperationKind};
 use std::process::ExitCode;
 
 use crate::cli::{AnalyzeArgs, ConvertArgs, SeparateArgs};
@@ -29,22 +29,50 @@ pub fn analyze(config: &Config, args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn convert(config: &Config, args: ConvertArgs) -> anyhow::Result<ExitCode> {
+    const NAMES: &str = "wav, flac, mp3 or opus";
     let format = match &args.format {
-        Some(f) => f.clone(),
-        None => args
-            .output
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .context("give --format, or an output name ending in .wav, .flac or .mp3")?,
+        // `ogg` names Opus here too; anything unknown is refused by the options' parse.
+        Some(f) => AudioFormat::from_extension(f)
+            .map_or_else(|| f.clone(), |format| format.extension().to_owned()),
+        None => {
+            let ext = args.output.extension().and_then(|e| e.to_str());
+            match ext.and_then(AudioFormat::from_extension) {
+                Some(format) => format.extension().to_owned(),
+                None => bail!(
+                    "cannot tell the output format from {}: give --format ({NAMES}), or an output \
+                     name ending in .wav, .flac, .mp3, .opus or .ogg",
+                    args.output.display()
+                ),
+            }
+        }
     };
     // Build the options through the same validation as the API, so both refuse the same things.
-    let options = serde_json::json!({
+    let mut options = serde_json::json!({
         "format": format,
         "sample_rate": args.sample_rate,
         "channels": args.channels,
+        "channel": args.channel,
         "bitrate": args.bitrate,
+        "quality": args.quality,
+        "sample_format": args.sample_format,
+        "start": args.start,
+        "end": args.end,
+        "gain_db": args.gain_db,
+        "fade_in": args.fade_in,
+        "fade_out": args.fade_out,
     });
+    if let Some(threshold_db) = args.trim_silence {
+        options["trim_silence"] = serde_json::json!({ "threshold_db": threshold_db });
+    }
+    if let Some(target_lufs) = args.normalize {
+        options["normalize"] = serde_json::json!({ "target_lufs": target_lufs });
+        if let Some(ceiling) = args.true_peak {
+            options["normalize"]["true_peak_dbtp"] = ceiling.into();
+        }
+    }
+    if let Some(object) = options.as_object_mut() {
+        object.retain(|_, v| !v.is_null());
+    }
     let operation = Operation::from_parts(OperationKind::Convert, &options)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let Operation::Convert(options) = operation else {
@@ -53,7 +81,7 @@ pub fn convert(config: &Config, args: ConvertArgs) -> anyhow::Result<ExitCode> {
     if args.output.exists() && same_file(&args.input, &args.output) {
         bail!("the output would overwrite the input");
     }
-    let info = audiomill_media::convert(
+    let converted = audiomill_media::convert(
         &args.input,
         &args.output,
         &options,
@@ -64,6 +92,7 @@ pub fn convert(config: &Config, args: ConvertArgs) -> anyhow::Result<ExitCode> {
         let _ = std::fs::remove_file(&args.output);
         anyhow::anyhow!("{}: {}", args.input.display(), e.public_message())
     })?;
+    let info = &converted.media;
     eprintln!(
         "wrote {} ({}, {} Hz, {} ch, {:.2} s)",
         args.output.display(),
@@ -72,6 +101,9 @@ pub fn convert(config: &Config, args: ConvertArgs) -> anyhow::Result<ExitCode> {
         info.channels,
         info.duration_secs.unwrap_or(0.0)
     );
+    if let Some(normalization) = &converted.normalization {
+        eprintln!("normalized: {}", normalization.summary);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

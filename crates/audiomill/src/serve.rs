@@ -82,7 +82,7 @@ pub async fn serve(config: Config, worker: bool, api: bool) -> anyhow::Result<Ex
             temp_dir: jobs_temp,
             child_limits: child_limits(&config),
             limits: config.limits,
-            artifact_retention: Duration::from_secs(config.retention.artifact_hours * 3600),
+            retention: config.server_retention(),
             models_dir: Some(config.models_dir()),
             job_threads: config.job_threads(),
             url_policy: config.url_policy(),
@@ -109,7 +109,7 @@ pub async fn serve(config: Config, worker: bool, api: bool) -> anyhow::Result<Ex
     if api {
         let mut server_config = ServerConfig::for_data_dir(&config.data_dir, &upload_temp);
         server_config.limits = config.limits;
-        server_config.upload_retention = Duration::from_secs(config.retention.upload_hours * 3600);
+        server_config.retention = config.server_retention();
         server_config.max_json_bytes = config.http.max_json_bytes;
         server_config.max_attempts = config.worker.max_attempts;
         server_config.cors_origins = config.http.cors_origins.clone();
@@ -143,12 +143,17 @@ pub async fn serve(config: Config, worker: bool, api: bool) -> anyhow::Result<Ex
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
         if store.count_active_keys().await? == 0 {
+            // The first key is the operator's: it may administer (plans, accounts, other
+            // keys) as well as submit and read jobs.
             let hint = format!(
-                "audiomill key create --name admin --data-dir {}",
+                "audiomill key create --name admin --scopes jobs:read,jobs:write,admin --data-dir {}",
                 shown(&config.data_dir)
             );
             tracing::warn!(command = %hint, "no API keys yet: every request needs one; create one with the command shown");
-            eprintln!("No API keys yet. Create one with:\n    {hint}");
+            eprintln!(
+                "No API keys yet. Create one that can run jobs and administer plans, accounts \
+                 and keys with:\n    {hint}"
+            );
         }
         if !addr.ip().is_loopback() && config.http.trusted_hosts.is_empty() {
             tracing::warn!("listening beyond loopback but http.trusted_hosts is empty: only requests for localhost will be answered");

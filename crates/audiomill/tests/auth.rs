@@ -146,13 +146,29 @@ async fn first_start_without_keys_prints_the_command_to_create_one() {
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert!(
-        text.contains(&format!(
-            "audiomill key create --name admin --data-dir {}",
-            data.display()
-        )),
-        "{text}"
+    let hint = format!(
+        "audiomill key create --name admin --scopes jobs:read,jobs:write,admin --data-dir {}",
+        data.display()
     );
+    assert!(text.contains(&hint), "{text}");
+    assert!(text.contains("administer"), "{text}");
+    // The command, run as printed, makes a key that can administer and run jobs.
+    let args: Vec<&str> = hint.split(' ').skip(1).collect();
+    let out = std::process::Command::new(crate::support::BIN)
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let server = TestServer::spawn(data, key, Vec::new());
+    let plans = server.get("/v1/admin/plans").send().await.unwrap();
+    assert_eq!(plans.status(), 200);
+    let jobs = server.get("/v1/jobs").send().await.unwrap();
+    assert_eq!(jobs.status(), 200);
 }
 
 /// Median of `samples`, in microseconds.

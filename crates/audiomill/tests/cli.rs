@@ -60,6 +60,78 @@ fn analyze_and_convert_offline() {
 }
 
 #[test]
+fn offline_convert_names_every_format_it_writes_and_takes_ogg_for_opus() {
+    let (ok, help, _) = run(&["convert", "--help"]);
+    assert!(ok);
+    for format in ["wav", "flac", "mp3", "opus", ".ogg"] {
+        assert!(help.contains(format), "{format} missing from: {help}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("tone.wav");
+    std::fs::write(
+        &input,
+        wav(44_100, 2, &sine(44_100, 2, 2.0, 997.0, db(-20.0)), false),
+    )
+    .unwrap();
+    for name in ["tone.ogg", "tone.opus", "TONE.OGG"] {
+        let output = dir.path().join(name);
+        let (ok, _, stderr) = run(&["convert", input.to_str().unwrap(), output.to_str().unwrap()]);
+        assert!(ok, "{name}: {stderr}");
+        let (codec, rate, channels, duration) = ffprobe_path(&output);
+        assert_eq!(
+            (codec.as_str(), rate, channels),
+            ("opus", 48_000, 2),
+            "{name}"
+        );
+        assert!((duration - 2.0).abs() < 0.05, "{name}: {duration}");
+    }
+    let (ok, _, stderr) = run(&[
+        "convert",
+        input.to_str().unwrap(),
+        dir.path().join("x.aac").to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("wav, flac, mp3 or opus") && stderr.contains(".ogg"),
+        "{stderr}"
+    );
+    // Edits and normalization, with what normalization reached.
+    let output = dir.path().join("loud.flac");
+    let (ok, _, stderr) = run(&[
+        "convert",
+        input.to_str().unwrap(),
+        output.to_str().unwrap(),
+        "--start",
+        "0.5",
+        "--normalize",
+        "-16",
+        "--fade-out",
+        "0.2",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("normalized:") && stderr.contains("LUFS"),
+        "{stderr}"
+    );
+    let (codec, _, _, duration) = ffprobe_path(&output);
+    assert_eq!(codec, "flac");
+    assert!((duration - 1.5).abs() < 0.01, "{duration}");
+    // A bad value is the API's sentence, not a Rust type.
+    let (ok, _, stderr) = run(&[
+        "convert",
+        input.to_str().unwrap(),
+        output.to_str().unwrap(),
+        "--format",
+        "wav",
+        "--quality",
+        "3",
+    ]);
+    assert!(!ok);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("mp3"), "{stderr}");
+}
+
+#[test]
 fn bad_cli_input_is_one_line_and_a_failure_exit() {
     let dir = tempfile::tempdir().unwrap();
     let text = dir.path().join("notes.txt");

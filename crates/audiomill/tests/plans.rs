@@ -155,13 +155,19 @@ async fn a_quota_for_ten_jobs_accepts_exactly_ten_of_fifty_and_settles_exactly()
         "jobs:read,jobs:write",
     );
     let upload = upload_as(&server, &key, two_seconds()).await;
-    // Two in five fail when they run (their start is past the input's end): they are charged
-    // nothing.
+    // Two seconds of digital silence: accepted, but a job trimming its silence has nothing
+    // left to write and fails when it runs.
+    let silence = upload_as(&server, &key, wav(8_000, 1, &vec![0.0; 16_000], false)).await;
+    // Two in five fail when they run: they are charged nothing.
     let specs: Vec<_> = (0..50)
         .map(|i| {
-            let start = if i % 5 == 0 { 5.0 } else { 0.0 };
-            json!({"operation": "convert", "input": {"upload": upload},
-                   "options": {"format": "wav", "start": start}})
+            if i % 5 == 0 {
+                json!({"operation": "convert", "input": {"upload": silence},
+                       "options": {"format": "wav", "trim_silence": {}}})
+            } else {
+                json!({"operation": "convert", "input": {"upload": upload},
+                       "options": {"format": "wav", "start": 0.0}})
+            }
         })
         .collect();
     let answers = burst(&server, &key, specs, None).await;

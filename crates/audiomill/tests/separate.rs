@@ -435,12 +435,46 @@ fn models_pull_refuses_a_download_whose_checksum_does_not_match() {
     );
     let leftovers: Vec<_> = walk(&data.join("models"))
         .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "th" || e == "part"))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "th" || e == "part" || e == "lock")
+        })
         .collect();
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
     let (ok, _, stderr) = run(&["models", "pull", "nosuchmodel"], &data);
     assert!(!ok);
     assert!(stderr.contains("no model named"), "{stderr}");
+}
+
+/// A pull that cannot reach its server (an offline machine) says how to install the model
+/// from files instead, and leaves no lock behind to block the next try.
+#[test]
+fn a_pull_that_cannot_connect_suggests_import_and_leaves_no_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}/");
+    for _ in 0..2 {
+        let (ok, _, stderr) = run(&["models", "pull", "htdemucs", "--from", &base], &data);
+        assert!(!ok);
+        let last = stderr.trim().lines().last().unwrap_or_default();
+        assert!(
+            last.contains("audiomill models import PATH --name htdemucs"),
+            "{stderr}"
+        );
+        // A second try fails the same way, not with "being downloaded by another process".
+        assert!(!last.contains("another process"), "{stderr}");
+    }
+    let locks: Vec<_> = walk(&data.join("models"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "lock"))
+        .collect();
+    assert!(locks.is_empty(), "left behind: {locks:?}");
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

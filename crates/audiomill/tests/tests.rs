@@ -7,6 +7,7 @@ mod auth;
 mod cli;
 mod execution;
 mod files;
+mod first_use;
 mod jobs;
 mod ops;
 mod plans;

@@ -213,7 +213,8 @@ async fn direct_links_are_downloaded_as_they_are_or_converted() {
     assert_eq!(done["progress"], 1.0);
     let artifact = &done["artifacts"][0];
     assert_eq!(artifact["content_type"], "audio/wav");
-    assert_eq!(artifact["name"], "output.wav");
+    // Named after the linked file.
+    assert_eq!(artifact["name"], "a.wav");
     assert_eq!(
         server.download(artifact["url"].as_str().unwrap()).await,
         tone()

@@ -12,6 +12,7 @@
 pub mod error;
 pub mod id;
 pub mod job;
+pub mod json;
 pub mod key;
 pub mod limits;
 pub mod media;
@@ -19,6 +20,7 @@ pub mod operation;
 pub mod plan;
 pub mod separation;
 pub mod source;
+pub mod text;
 
 pub use error::{ErrorCode, JobError};
 pub use id::{AccountId, ArtifactId, IdError, JobId, KeyId, UploadId};
@@ -29,6 +31,6 @@ pub use operation::{
     AnalyzeOptions, AudioFormat, ConvertOptions, DownloadOptions, InputRef, JobRequest, JobSpec,
     Normalize, Operation, OperationKind, OutputSpec, SampleFormat, SpecError, TrimSilence,
 };
-pub use plan::{period_end, usage_period, PlanError, PlanLimits, PlanName, Scope};
+pub use plan::{period_end, usage_period, PlanError, PlanLimits, PlanName, Retention, Scope};
 pub use separation::{ModelName, SeparateOptions, StemName};
 pub use source::{InputUrl, InputUrlError, MAX_INPUT_URL_BYTES};

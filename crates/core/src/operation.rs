@@ -6,8 +6,9 @@
 //! unchecked option. Adding an operation is: a variant here with its options type, an engine
 //! function, and one match arm in the worker.
 
+use crate::json::from_value;
 use crate::separation::SeparateOptions;
-use crate::{ArtifactId, InputUrl, UploadId};
+use crate::{ArtifactId, InputUrl, MediaInfo, UploadId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -77,9 +78,9 @@ impl std::fmt::Display for OperationKind {
     }
 }
 
-/// What a job works on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+/// What a job works on: exactly one of `upload`, `artifact` or `url`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum InputRef {
     /// A file uploaded with `POST /v1/uploads`.
     Upload(UploadId),
@@ -91,11 +92,55 @@ pub enum InputRef {
 }
 
 impl InputRef {
+    const KINDS: [&'static str; 3] = ["upload", "artifact", "url"];
+
     /// The URL of a URL input.
     pub fn url(&self) -> Option<&InputUrl> {
         match self {
             InputRef::Url(url) => Some(url),
             _ => None,
+        }
+    }
+}
+
+/// By hand rather than derived, so that the messages say what a client got wrong: an object
+/// naming two kinds of input is a conflict in words, not "expected map with a single key".
+impl<'de> Deserialize<'de> for InputRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let object = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        if let Some(unknown) = object.keys().find(|k| !Self::KINDS.contains(&k.as_str())) {
+            let shown: String = unknown.chars().take(40).collect();
+            return Err(D::Error::custom(format!(
+                "unknown kind of input \"{shown}\"; give one of upload, artifact or url"
+            )));
+        }
+        let kinds: Vec<String> = object.keys().cloned().collect();
+        let mut entries = object.into_iter();
+        let (Some((kind, value)), None) = (entries.next(), entries.next()) else {
+            return Err(D::Error::custom(match kinds.as_slice() {
+                [] => "give one of upload, artifact or url".to_owned(),
+                [first @ .., last] => format!(
+                    "an input is one upload, one artifact or one url, not {} and {last} together",
+                    first.join(", ")
+                ),
+            }));
+        };
+        let text = value
+            .as_str()
+            .ok_or_else(|| D::Error::custom(format!("{kind} must be a string")))?;
+        match kind.as_str() {
+            "upload" => text
+                .parse()
+                .map(InputRef::Upload)
+                .map_err(|_| D::Error::custom("upload is not an upload id (upl_…)")),
+            "artifact" => text
+                .parse()
+                .map(InputRef::Artifact)
+                .map_err(|_| D::Error::custom("artifact is not an artifact id (art_…)")),
+            _ => InputUrl::parse(text)
+                .map(InputRef::Url)
+                .map_err(|e| D::Error::custom(format!("url: {e}"))),
         }
     }
 }
@@ -256,6 +301,23 @@ pub enum AudioFormat {
 }
 
 impl AudioFormat {
+    /// Every format, in the order help texts list them.
+    pub const ALL: [AudioFormat; 4] = [
+        AudioFormat::Wav,
+        AudioFormat::Flac,
+        AudioFormat::Mp3,
+        AudioFormat::Opus,
+    ];
+
+    /// The format a file name's extension stands for (any case): its own extension, and `ogg`
+    /// or `oga` for Opus, the only audio written in Ogg.
+    pub fn from_extension(ext: &str) -> Option<Self> {
+        match ext.to_ascii_lowercase().as_str() {
+            "ogg" | "oga" => Some(AudioFormat::Opus),
+            ext => Self::ALL.into_iter().find(|f| f.extension() == ext),
+        }
+    }
+
     /// File extension, without the dot.
     pub fn extension(self) -> &'static str {
         match self {
@@ -584,8 +646,8 @@ impl<'de> Deserialize<'de> for DownloadOptions {
             ));
         } else {
             Some(
-                serde_json::from_value(serde_json::Value::Object(object))
-                    .map_err(D::Error::custom)?,
+                from_value(serde_json::Value::Object(object))
+                    .map_err(|e| D::Error::custom(e.to_string()))?,
             )
         };
         Ok(DownloadOptions {
@@ -616,20 +678,12 @@ impl Operation {
             serde_json::Value::Null => serde_json::Value::Object(Default::default()),
             other => other.clone(),
         };
-        let bad = |e: serde_json::Error| SpecError(format!("invalid options for {kind}: {e}"));
+        let bad = |e: crate::json::JsonError| SpecError(e.within("options").to_string());
         Ok(match kind {
-            OperationKind::Analyze => {
-                Operation::Analyze(serde_json::from_value(options).map_err(bad)?)
-            }
-            OperationKind::Convert => {
-                Operation::Convert(serde_json::from_value(options).map_err(bad)?)
-            }
-            OperationKind::Separate => {
-                Operation::Separate(serde_json::from_value(options).map_err(bad)?)
-            }
-            OperationKind::Download => {
-                Operation::Download(serde_json::from_value(options).map_err(bad)?)
-            }
+            OperationKind::Analyze => Operation::Analyze(from_value(options).map_err(bad)?),
+            OperationKind::Convert => Operation::Convert(from_value(options).map_err(bad)?),
+            OperationKind::Separate => Operation::Separate(from_value(options).map_err(bad)?),
+            OperationKind::Download => Operation::Download(from_value(options).map_err(bad)?),
         })
     }
 
@@ -641,6 +695,37 @@ impl Operation {
             Operation::Separate(_) => OperationKind::Separate,
             Operation::Download(_) => OperationKind::Download,
         }
+    }
+
+    /// Checks the options against what a probe says of the input, so that a job that would
+    /// fail on this input is refused when it is submitted: a `start` at or past the end, a
+    /// `channel` the input does not have. Options a probe cannot judge pass.
+    pub fn check_input(&self, media: &MediaInfo) -> Result<(), SpecError> {
+        let convert = match self {
+            Operation::Convert(options) => options,
+            Operation::Download(DownloadOptions {
+                convert: Some(options),
+                ..
+            }) => options,
+            _ => return Ok(()),
+        };
+        if let (Some(start), Some(duration)) = (convert.start, media.duration_secs) {
+            if start >= duration {
+                return Err(SpecError(format!(
+                    "options.start: {start} s is at or past the end of the input, which lasts {} s",
+                    (duration * 1000.0).round() / 1000.0
+                )));
+            }
+        }
+        if let Some(channel) = convert.channel {
+            if channel >= media.channels {
+                return Err(SpecError(format!(
+                    "options.channel: the input has {}, numbered from 0; there is no channel {channel}",
+                    crate::text::count(media.channels, "channel", "channels")
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The options as JSON, in the form [`Operation::from_parts`] reads back.
@@ -716,8 +801,8 @@ pub struct JobRequest {
 impl JobSpec {
     /// Parses and validates a job request from JSON bytes.
     pub fn parse(json: &[u8]) -> Result<Self, SpecError> {
-        let request: JobRequest = serde_json::from_slice(json)
-            .map_err(|e| SpecError(format!("invalid job request: {e}")))?;
+        let request: JobRequest =
+            crate::json::from_slice(json).map_err(|e| SpecError(e.to_string()))?;
         Self::from_request(request)
     }
 
@@ -863,6 +948,127 @@ mod tests {
         assert!(analyze(r#"{"waveform_buckets":1000000}"#).is_err());
         assert!(analyze(r#"{"waveform_buckets":0,"waveform_png":true}"#).is_err());
         assert!(analyze(r#"{"silence_threshold_db":0}"#).is_err());
+    }
+
+    #[test]
+    fn messages_are_sentences_without_rust_types_or_positions() {
+        let upl = UploadId::new();
+        let cases = [
+            (
+                format!(r#"{{"operation":"convert","input":{{"upload":"{upl}"}},"options":{{"format":"mp3","bitrate":"high"}}}}"#),
+                "options.bitrate: expected a whole number, 0 or more, got the string \"high\"",
+            ),
+            (
+                format!(r#"{{"operation":"convert","input":{{"upload":"{upl}"}},"options":{{"format":"mp3","normalize":-14}}}}"#),
+                "options.normalize: expected an object, got the number -14",
+            ),
+            (
+                format!(r#"{{"operation":"convert","input":{{"upload":"{upl}"}},"options":{{"format":"aac"}}}}"#),
+                "options.format: \"aac\" is not one of the choices; expected one of wav, flac, mp3, opus",
+            ),
+            (
+                r#"{"operation":"analyze","input":{"url":"https://a.example/x.mp3","upload":"upl_x"}}"#.into(),
+                "input: an input is one upload, one artifact or one url, not upload and url together",
+            ),
+            (
+                r#"{"operation":"analyze","input":{}}"#.into(),
+                "input: give one of upload, artifact or url",
+            ),
+            (
+                r#"{"operation":"analyze","input":{"file":"/etc/passwd"}}"#.into(),
+                "input: unknown kind of input \"file\"; give one of upload, artifact or url",
+            ),
+            (
+                r#"{"operation":"analyze","input":{"upload":"../x"}}"#.into(),
+                "input: upload is not an upload id (upl_…)",
+            ),
+            (
+                r#"{"operation":"analyze"}"#.into(),
+                "\"input\" is required",
+            ),
+            (
+                format!(r#"{{"operation":"analyze","input":{{"upload":"{upl}"}},"options":{{"waveform_buckets":1.5}}}}"#),
+                "options.waveform_buckets: expected a whole number, 0 or more, got the number 1.5",
+            ),
+            (
+                format!(r#"{{"operation":"analyze","input":{{"upload":"{upl}"}}"#),
+                "the JSON text ends too early",
+            ),
+        ];
+        for (json, expected) in cases {
+            let message = parse(&json).unwrap_err().0;
+            assert_eq!(message, expected, "{json}");
+        }
+        // The derived structs' own wording never leaks either.
+        for json in [
+            format!(
+                r#"{{"operation":"convert","input":{{"upload":"{upl}"}},"options":{{"format":"wav","trim_silence":[1]}}}}"#
+            ),
+            format!(
+                r#"{{"operation":"separate","input":{{"upload":"{upl}"}},"options":{{"shifts":"many"}}}}"#
+            ),
+            r#"{"operation":"download","input":{"url":"http://x/"},"options":{"format":"mp3","normalize":{"target_lufs":"loud"}}}"#.to_string(),
+            format!(
+                r#"{{"operation":"convert","input":{{"upload":"{upl}"}},"options":{{"format":"wav"}}, "x": 1}}"#
+            ),
+        ] {
+            let message = parse(&json).unwrap_err().0;
+            for bad in [
+                "u32", "u8", "f64", "struct ", "line ", "column ", "`", "Raw",
+            ] {
+                assert!(!message.contains(bad), "{json}: {message}");
+            }
+        }
+    }
+
+    #[test]
+    fn options_are_checked_against_the_probed_input() {
+        let media = MediaInfo {
+            container: "wav".into(),
+            codec: "pcm_s16le".into(),
+            duration_secs: Some(10.0),
+            sample_rate: 44_100,
+            channels: 2,
+            bit_rate: None,
+        };
+        let convert = |options: serde_json::Value| {
+            Operation::from_parts(OperationKind::Convert, &options).unwrap()
+        };
+        for ok in [
+            serde_json::json!({"format": "wav", "start": 9.5, "end": 20}),
+            serde_json::json!({"format": "wav", "channel": 1}),
+            serde_json::json!({"format": "wav"}),
+        ] {
+            assert_eq!(convert(ok.clone()).check_input(&media), Ok(()), "{ok}");
+        }
+        let e = convert(serde_json::json!({"format": "wav", "start": 10}))
+            .check_input(&media)
+            .unwrap_err();
+        assert!(e.0.contains("past the end") && e.0.contains("10 s"), "{e}");
+        let e = convert(serde_json::json!({"format": "mp3", "channel": 2}))
+            .check_input(&media)
+            .unwrap_err();
+        assert!(
+            e.0.contains("2 channels") && e.0.contains("no channel 2"),
+            "{e}"
+        );
+        let mono = MediaInfo {
+            channels: 1,
+            ..media.clone()
+        };
+        let e = convert(serde_json::json!({"format": "mp3", "channel": 1}))
+            .check_input(&mono)
+            .unwrap_err();
+        assert!(e.0.contains("1 channel,"), "{e}");
+        // Unknown length: nothing to judge.
+        let unknown = MediaInfo {
+            duration_secs: None,
+            ..media
+        };
+        assert_eq!(
+            convert(serde_json::json!({"format": "wav", "start": 1e6})).check_input(&unknown),
+            Ok(())
+        );
     }
 
     #[test]

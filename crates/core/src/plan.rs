@@ -87,7 +87,10 @@ pub struct PlanLimits {
     pub allowed_operations: Vec<OperationKind>,
     /// Separation models the plan may use; `None`: every installed model.
     pub allowed_models: Option<Vec<String>>,
-    /// How long uploads and artifacts are kept, in hours.
+    /// Longest time the account's uploads and artifacts are kept, in hours. A server keeps
+    /// each kind of file at most as long as its own setting (`retention.upload_hours`,
+    /// `retention.artifact_hours`) too: the shorter of the two applies, and the admin view of
+    /// a plan shows both results (see [`PlanLimits::retention`]).
     pub retention_hours: u32,
     /// Most items a playlist download expands into.
     pub max_playlist_items: u32,
@@ -111,7 +114,26 @@ impl Default for PlanLimits {
     }
 }
 
+/// How long an account's files are kept on a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Uploads, from when they are received.
+    pub uploads: std::time::Duration,
+    /// Artifacts, from when their job ends.
+    pub artifacts: std::time::Duration,
+}
+
 impl PlanLimits {
+    /// The retention that applies to the plan's accounts on a server that keeps files at most
+    /// `server`: the shorter of the plan's and the server's, for each kind.
+    pub fn retention(&self, server: Retention) -> Retention {
+        let plan = std::time::Duration::from_secs(u64::from(self.retention_hours) * 3600);
+        Retention {
+            uploads: server.uploads.min(plan),
+            artifacts: server.artifacts.min(plan),
+        }
+    }
+
     /// Checks the values are usable (a plan that could run nothing is refused).
     pub fn validate(&self) -> Result<(), PlanError> {
         let positive = |name: &str, v: u64| {

@@ -2,7 +2,7 @@
 
 use crate::channels::ChannelMixer;
 use crate::decode::Decoder;
-use crate::edit::normalize::normalization_gain_db;
+use crate::edit::normalize::{normalization_gain_db, Normalization};
 use crate::edit::{start_after_end, EditPlan, Edits};
 use crate::encode::{create_encoder, output_rate, EncoderSpec};
 use crate::loudness::LoudnessMeter;
@@ -42,14 +42,26 @@ pub(crate) fn target(options: &ConvertOptions, rate: u32, channels: u16) -> Targ
     }
 }
 
+/// What a conversion wrote.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Converted {
+    /// The probe of the output.
+    #[serde(flatten)]
+    pub media: MediaInfo,
+    /// What normalization did, when it was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub normalization: Option<Normalization>,
+}
+
 /// Whether the headers give the exact number of frames the decoder will return: PCM in WAV
 /// or AIFF, whose data size is checked against the file (`iff.rs`).
 fn has_exact_length(info: &MediaInfo) -> bool {
     info.codec.starts_with("pcm_") && matches!(info.container.as_str(), "wav" | "aiff")
 }
 
-/// Converts `input` into `output` as `options` say, and returns the probe of the output.
-/// On failure the partial output is removed.
+/// Converts `input` into `output` as `options` say, and returns the probe of the output (with
+/// the normalization's report when one was asked for). On failure the partial output is
+/// removed.
 ///
 /// The pipeline streams: each decoded packet is channel-mapped ([`ChannelMixer`], which also
 /// picks a `channel`), edited (trim, silence trim, gain or normalization, fades, in that order;
@@ -68,7 +80,7 @@ pub fn convert(
     options: &ConvertOptions,
     limits: &Limits,
     progress: &mut dyn FnMut(f64),
-) -> Result<MediaInfo, MediaError> {
+) -> Result<Converted, MediaError> {
     convert_tagged(input, output, options, limits, &Tags::default(), progress)
 }
 
@@ -81,7 +93,7 @@ pub fn convert_tagged(
     limits: &Limits,
     overrides: &Tags,
     progress: &mut dyn FnMut(f64),
-) -> Result<MediaInfo, MediaError> {
+) -> Result<Converted, MediaError> {
     if let (Ok(a), Ok(b)) = (input.canonicalize(), output.canonicalize()) {
         if a == b {
             // Checked before anything is written: the cleanup below would delete the input.
@@ -104,7 +116,7 @@ fn run(
     limits: &Limits,
     overrides: &Tags,
     progress: &mut dyn FnMut(f64),
-) -> Result<MediaInfo, MediaError> {
+) -> Result<Converted, MediaError> {
     let mut decoder = Decoder::open(input, limits)?;
     let (in_rate, in_channels) = (decoder.sample_rate(), decoder.channels());
     let target = target(options, in_rate, in_channels);
@@ -129,6 +141,8 @@ fn run(
     // Frames kept by the trims, when known before the pass that writes.
     let mut kept_frames = None;
     let mut gain_db = plan.gain_db;
+    // With normalization: what the first pass measured and the gain it chose.
+    let mut measured = None;
     // Progress: with normalization, the measuring pass is the first half.
     let (offset, scale) = if plan.normalize.is_some() {
         (0.5, 0.5)
@@ -153,14 +167,17 @@ fn run(
         }
         edits.finish(&mut measure)?;
         let levels = meter.levels();
-        match normalization_gain_db(&levels, &normalize) {
-            Some(gain) => gain_db = gain,
+        let chosen = normalization_gain_db(&levels, &normalize);
+        match chosen {
+            Some(chosen) => gain_db = chosen.gain_db,
             None => tracing::warn!(
                 ?levels,
                 "loudness not measurable (digital silence or under 0.4 s): not normalized"
             ),
         }
         tracing::debug!(?levels, gain_db, "normalization measured");
+        let output_meter = LoudnessMeter::with_layout(target.channels, in_rate, layout)?;
+        measured = Some((normalize, levels, chosen, output_meter));
         // The second pass keeps exactly what the first kept, so it needs no silence
         // detection and knows the length.
         plan.start = edits.kept_start();
@@ -196,9 +213,17 @@ fn run(
     )?;
     let mut mapped = |f: f64| progress(offset + scale * f);
     let mut progress = Progress::new(&mut mapped, decoder.expected_frames().min(edits.end()));
-    let mut write = |frames: &[f32]| match resampler.as_mut() {
-        Some(resampler) => encoder.write(resampler.process(frames)?),
-        None => encoder.write(frames),
+    // Normalized audio is measured again as it goes to the encoder: the report says what
+    // the output reaches (fades included), not what the gain should give.
+    let mut output_meter = measured.as_mut().map(|(_, _, _, meter)| meter);
+    let mut write = |frames: &[f32]| {
+        if let Some(meter) = output_meter.as_mut() {
+            meter.add(frames)?;
+        }
+        match resampler.as_mut() {
+            Some(resampler) => encoder.write(resampler.process(frames)?),
+            None => encoder.write(frames),
+        }
     };
     while let Some(chunk) = decoder.next_chunk()? {
         edits.process(mixer.process(chunk), &mut write)?;
@@ -220,8 +245,14 @@ fn run(
         max_channels: u16::MAX,
         ..*limits
     };
-    let info = probe(output, &unlimited)
+    let media = probe(output, &unlimited)
         .map_err(|e| MediaError::Processing(format!("the written output does not probe: {e}")))?;
     progress.finish();
-    Ok(info)
+    let normalization = measured.map(|(normalize, input, chosen, meter)| {
+        Normalization::report(&normalize, &input, chosen, &meter.levels())
+    });
+    Ok(Converted {
+        media,
+        normalization,
+    })
 }

@@ -136,7 +136,14 @@ impl MediaError {
                 format!("the input's sample rate of {sample_rate} Hz is above the allowed {max} Hz")
             }
             MediaError::TooManyChannels { channels, max } => {
-                format!("the input has {channels} channels; at most {max} are allowed")
+                let allowed = match max {
+                    1 => "only 1 is allowed".to_owned(),
+                    max => format!("at most {max} are allowed"),
+                };
+                format!(
+                    "the input has {}; {allowed}",
+                    audiomill_core::text::count(*channels, "channel", "channels")
+                )
             }
             MediaError::InvalidOptions(message) => message.clone(),
             MediaError::InputNotFound(_) => "the input file no longer exists".into(),

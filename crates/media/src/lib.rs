@@ -138,8 +138,9 @@ pub mod waveform;
 
 pub use analyze::{analyze, Analysis};
 pub use channels::ChannelMixer;
-pub use convert::{convert, convert_tagged};
+pub use convert::{convert, convert_tagged, Converted};
 pub use decode::Decoder;
+pub use edit::normalize::Normalization;
 pub use error::MediaError;
 pub use levels::Segment;
 pub use loudness::{Levels, LoudnessMeter};

@@ -478,32 +478,60 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// An exclusive `flock` on a lock file, released when dropped (or when the process dies,
-/// so a crash never leaves a stale lock).
+/// so a crash never leaves a stale lock). The file is removed when the lock is released, so
+/// a finished or failed pull leaves no lock file behind.
 struct PullLock {
+    path: PathBuf,
     _file: std::fs::File,
 }
 
 impl PullLock {
     fn acquire(path: &Path, name: &str) -> Result<PullLock> {
         use std::os::fd::AsRawFd;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(|e| ModelsError::io("create", path, e))?;
-        // SAFETY: flock on a file descriptor we own and keep open for the lock's lifetime.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::WouldBlock {
-                return Err(ModelsError::Busy {
-                    name: name.to_owned(),
+        use std::os::unix::fs::MetadataExt;
+        // A holder removes the file as it lets go: a lock taken on a file that was removed
+        // meanwhile guards nothing, so the lock is only ours once the path still names the
+        // file we locked. Each retry means another pull just finished.
+        for _ in 0..8 {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(path)
+                .map_err(|e| ModelsError::io("create", path, e))?;
+            // SAFETY: flock on a file descriptor we own and keep open for the lock's lifetime.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::WouldBlock {
+                    return Err(ModelsError::Busy {
+                        name: name.to_owned(),
+                    });
+                }
+                return Err(ModelsError::io("lock", path, e));
+            }
+            let locked = file
+                .metadata()
+                .map_err(|e| ModelsError::io("lock", path, e))?;
+            let same = std::fs::metadata(path)
+                .is_ok_and(|now| now.dev() == locked.dev() && now.ino() == locked.ino());
+            if same {
+                return Ok(PullLock {
+                    path: path.to_owned(),
+                    _file: file,
                 });
             }
-            return Err(ModelsError::io("lock", path, e));
         }
-        Ok(PullLock { _file: file })
+        Err(ModelsError::Busy {
+            name: name.to_owned(),
+        })
+    }
+}
+
+impl Drop for PullLock {
+    fn drop(&mut self) {
+        // Removed while still held: whoever opens the path next makes a new file.
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 

@@ -157,9 +157,17 @@ fn answer(mut stream: TcpStream, port: u16, log: &Mutex<Vec<String>>) {
     let _ = match path {
         "/a.wav" => stream.write_all(&with_length(&small_wav(), "audio/wav")),
         "/big.wav" => stream.write_all(&with_length(&wav(BIG_PCM_BYTES), "audio/wav")),
+        // Paced (about a second for the whole body), as a real server is: on loopback the
+        // whole body would otherwise arrive before the cap's next check can see it grow.
         "/big-no-length.wav" => stream
             .write_all(head("200 OK", "Content-Type: audio/wav\r\n").as_bytes())
-            .and_then(|_| stream.write_all(&wav(BIG_PCM_BYTES))),
+            .and_then(|_| {
+                for chunk in wav(BIG_PCM_BYTES).chunks(64 * 1024) {
+                    stream.write_all(chunk)?;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Ok(())
+            }),
         "/feed.xml" => stream.write_all(&with_length(
             feed(port).as_bytes(),
             "application/rss+xml; charset=utf-8",

@@ -25,8 +25,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                     format!("the body is at most {limit} bytes"),
                 )
             })?;
-        serde_json::from_slice(&bytes)
+        audiomill_core::json::from_slice(&bytes)
             .map(JsonBody)
-            .map_err(|e| AppError::unprocessable("invalid_request", format!("invalid body: {e}")))
+            .map_err(|e| AppError::unprocessable("invalid_request", e.to_string()))
     }
 }

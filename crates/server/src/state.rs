@@ -109,8 +109,9 @@ impl ModelRegistry for NoModels {
 pub struct ServerConfig {
     /// Limits on inputs (upload size, duration, sample rate, channels).
     pub limits: Limits,
-    /// How long uploads are kept.
-    pub upload_retention: Duration,
+    /// How long this server keeps uploads and artifacts at most (a plan may keep them
+    /// shorter).
+    pub retention: audiomill_core::Retention,
     /// Largest JSON body of a job request.
     pub max_json_bytes: usize,
     /// Attempts a job gets before it fails for good.
@@ -163,7 +164,10 @@ impl ServerConfig {
     pub fn for_data_dir(data_dir: &Path, upload_temp_dir: &Path) -> Self {
         Self {
             limits: Limits::default(),
-            upload_retention: Duration::from_secs(24 * 3600),
+            retention: audiomill_core::Retention {
+                uploads: Duration::from_secs(24 * 3600),
+                artifacts: Duration::from_secs(7 * 24 * 3600),
+            },
             max_json_bytes: 64 * 1024,
             max_attempts: 3,
             cors_origins: Vec::new(),

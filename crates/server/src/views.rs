@@ -45,6 +45,32 @@ impl From<Upload> for UploadView {
     }
 }
 
+/// How long files are kept, in hours.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct RetentionView {
+    /// Uploads are deleted this long after they were received.
+    pub upload_hours: u64,
+    /// Artifacts are deleted this long after their job ended.
+    pub artifact_hours: u64,
+}
+
+impl From<audiomill_core::Retention> for RetentionView {
+    fn from(r: audiomill_core::Retention) -> Self {
+        Self {
+            upload_hours: r.uploads.as_secs() / 3600,
+            artifact_hours: r.artifacts.as_secs() / 3600,
+        }
+    }
+}
+
+/// A page of uploads.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadPage {
+    pub uploads: Vec<UploadView>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<UploadId>,
+}
+
 /// A file produced by a job.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ArtifactView {

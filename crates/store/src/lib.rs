@@ -118,6 +118,16 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_upload(&self, upload: &Upload) -> Result<()>;
     /// An account's upload.
     async fn get_upload(&self, account: AccountId, id: UploadId) -> Result<Option<Upload>>;
+    /// An account's uploads, newest first. `page.before` is the cursor: the id of the last
+    /// upload of the previous page.
+    async fn list_uploads(&self, account: AccountId, page: Page<UploadId>) -> Result<Vec<Upload>>;
+    /// Deletes an account's upload row unless a queued or running job reads it, in one
+    /// transaction (the bytes are the caller's to delete after).
+    async fn delete_unused_upload(
+        &self,
+        account: AccountId,
+        id: UploadId,
+    ) -> Result<UploadDeletion>;
 
     // ----- jobs -----
 

@@ -193,13 +193,24 @@ pub struct JobFilter {
     pub state: Option<JobState>,
 }
 
-/// A page of a listing.
+/// A page of a listing, newest first; `C` is the id of the rows listed.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Page {
+pub struct Page<C = JobId> {
     /// At most this many rows (the caller bounds it).
     pub limit: u32,
     /// Rows strictly older than this id.
-    pub before: Option<JobId>,
+    pub before: Option<C>,
+}
+
+/// Outcome of [`crate::Store::delete_unused_upload`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum UploadDeletion {
+    /// No such upload in this account.
+    NotFound,
+    /// A queued or running job still reads it; nothing was deleted.
+    InUse(JobId),
+    /// The row is gone; its bytes are the caller's to delete.
+    Deleted(Box<Upload>),
 }
 
 /// Outcome of [`crate::Store::request_cancel`].

@@ -132,7 +132,7 @@ pub(crate) fn run_task(
                     content_type: options.format.content_type().into(),
                 }],
                 result: Some(result),
-                audio_seconds: info.duration_secs.unwrap_or(0.0),
+                audio_seconds: info.media.duration_secs.unwrap_or(0.0),
             })
         }
         Operation::Separate(options) => {
@@ -236,8 +236,12 @@ pub(crate) fn run_task(
                             name: download_name(&task.output_name, ext),
                             content_type: convert.format.content_type().into(),
                         }],
-                        result: Some(serde_json::json!({ "source": described, "media": info })),
-                        audio_seconds: info.duration_secs.unwrap_or(0.0),
+                        result: Some(serde_json::json!({
+                            "source": described,
+                            "media": info.media,
+                            "normalization": info.normalization,
+                        })),
+                        audio_seconds: info.media.duration_secs.unwrap_or(0.0),
                     })
                 }
                 None => {

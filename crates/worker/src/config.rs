@@ -39,8 +39,9 @@ pub struct WorkerConfig {
     pub child_limits: ChildLimits,
     /// Input limits enforced by the engine in the child.
     pub limits: Limits,
-    /// How long artifacts are kept after their job succeeded.
-    pub artifact_retention: Duration,
+    /// How long this server keeps files at most (artifacts from when their job succeeded); an
+    /// account's plan may keep them shorter.
+    pub retention: audiomill_core::Retention,
     /// Where separation models are installed (`<data>/models`); `separate` jobs fail with
     /// `model_not_installed` when `None` or when their model is not there.
     pub models_dir: Option<PathBuf>,
@@ -132,7 +133,10 @@ impl Default for WorkerConfig {
             temp_dir: std::env::temp_dir().join("audiomill-jobs"),
             child_limits: ChildLimits::default(),
             limits: Limits::default(),
-            artifact_retention: Duration::from_secs(24 * 60 * 60),
+            retention: audiomill_core::Retention {
+                uploads: Duration::from_secs(24 * 60 * 60),
+                artifacts: Duration::from_secs(24 * 60 * 60),
+            },
             models_dir: None,
             job_threads: 1,
             url_policy: audiomill_net::UrlPolicy::default(),

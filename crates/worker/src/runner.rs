@@ -352,30 +352,43 @@ fn input_not_found() -> JobError {
     JobError::new(ErrorCode::InputNotFound, "the job's input no longer exists")
 }
 
-/// The input's blob key, from the job's account only.
-async fn resolve_input(shared: &Shared, claimed: &ClaimedJob) -> Result<BlobKey, JobError> {
+/// A stored input: its blob key, and the name it came with (an upload's file name, an
+/// artifact's download name), which the job's artifacts are named after.
+struct StoredInput {
+    key: BlobKey,
+    name: Option<String>,
+}
+
+/// The input's blob key and name, from the job's account only.
+async fn resolve_input(shared: &Shared, claimed: &ClaimedJob) -> Result<StoredInput, JobError> {
     let job = &claimed.job;
     let stored = match &job.input {
         &InputRef::Upload(id) => shared
             .store
             .get_upload(job.account_id, id)
             .await
-            .map(|u| u.map(|u| u.blob_key)),
+            .map(|u| u.map(|u| (u.blob_key, u.filename))),
         &InputRef::Artifact(id) => shared
             .store
             .get_artifact(job.account_id, id)
             .await
-            .map(|a| a.map(|a| a.blob_key)),
+            .map(|a| a.map(|a| (a.blob_key, Some(a.name)))),
         InputRef::Url(_) => {
             tracing::error!("a URL input has no stored bytes to copy");
             return Err(internal());
         }
     };
     match stored {
-        Ok(Some(key)) => BlobKey::from_stored(&key).ok_or_else(|| {
-            tracing::error!(key, "input row holds an invalid blob key");
-            internal()
-        }),
+        Ok(Some((key, name))) => match BlobKey::from_stored(&key) {
+            Some(key) => Ok(StoredInput {
+                key,
+                name: name.as_deref().and_then(fetch::name_from_file),
+            }),
+            None => {
+                tracing::error!(key, "input row holds an invalid blob key");
+                Err(internal())
+            }
+        },
         Ok(None) => Err(input_not_found()),
         Err(e) => {
             tracing::error!(error = %e, "cannot look up the job's input");
@@ -466,6 +479,8 @@ async fn run_child(
     };
     let limits = job_limits(config, plan, job);
     let mut source = None;
+    // What the artifacts are named after, unless the job names them.
+    let input_name;
     if let InputRef::Url(url) = &job.input {
         let playlist = match &operation {
             Operation::Download(o) if o.playlist => Some(
@@ -486,16 +501,24 @@ async fn run_child(
             Err(end) => return end,
             Ok(Err(error)) => return RunEnd::Failed(error),
             Ok(Ok(FetchedInput::Playlist(list))) => return RunEnd::Expand(list),
-            Ok(Ok(FetchedInput::Media(meta))) => source = Some(meta),
+            Ok(Ok(FetchedInput::Media(meta))) => {
+                // A site's title; for a direct link, the linked file's name (after redirects).
+                input_name = match &meta.extractor {
+                    Some(_) => meta.title.as_deref().and_then(fetch::name_from_title),
+                    None => fetch::name_from_url(meta.webpage_url.as_deref().unwrap_or(&meta.url)),
+                };
+                source = Some(meta);
+            }
         }
     } else {
-        let key = match resolve_input(shared, claimed).await {
-            Ok(key) => key,
+        let stored = match resolve_input(shared, claimed).await {
+            Ok(stored) => stored,
             Err(error) => return RunEnd::Failed(error),
         };
+        input_name = stored.name;
         let input = dir.input();
         let copied = tokio::select! {
-            copied = shared.blob.get_to_file(&key, &input) => copied,
+            copied = shared.blob.get_to_file(&stored.key, &input) => copied,
             _ = stop.cancelled() => return RunEnd::Requeue,
         };
         match copied {
@@ -548,15 +571,12 @@ async fn run_child(
         options: job.options.clone(),
         input: dir.input(),
         output_dir: dir.output_dir(),
-        // A download is named after its title unless the job names it.
+        // Named after the input (its file name, or a link's title) unless the job names it.
         output_name: job
             .output
             .name
             .clone()
-            .or_else(|| {
-                let title = source.as_ref()?.title.as_deref()?;
-                fetch::name_from_title(title)
-            })
+            .or(input_name)
             .unwrap_or_else(|| "output".to_owned()),
         limits,
         model,
@@ -836,11 +856,9 @@ async fn ingest(
     }
 
     let now = Utc::now();
-    // The worker's retention, or the account's plan's if shorter.
-    let plan_retention = Duration::from_secs(u64::from(plan.retention_hours) * 3600);
-    let retention =
-        chrono::Duration::from_std(shared.config.artifact_retention.min(plan_retention))
-            .unwrap_or(chrono::Duration::MAX);
+    // The server's retention, or the account's plan's if shorter.
+    let retention = plan.retention(shared.config.retention).artifacts;
+    let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
     let expires_at = now
         .checked_add_signed(retention)
         .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);

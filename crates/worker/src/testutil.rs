@@ -187,6 +187,16 @@ impl Store for FakeStore {
             .filter(|u| u.account_id == account)
             .cloned())
     }
+    async fn list_uploads(&self, _a: AccountId, _p: Page<UploadId>) -> Result<Vec<Upload>> {
+        unreachable!("the worker never calls this store method")
+    }
+    async fn delete_unused_upload(
+        &self,
+        _a: AccountId,
+        _id: UploadId,
+    ) -> Result<audiomill_store::UploadDeletion> {
+        unreachable!("the worker never calls this store method")
+    }
     async fn insert_job(&self, _job: NewJob, _idem: Option<Idempotency>) -> Result<InsertJob> {
         unreachable!("the worker never calls this store method")
     }

@@ -58,7 +58,8 @@ fn flac_round_trip_is_bit_exact() {
             &Limits::default(),
             &mut progress.callback(),
         )
-        .unwrap();
+        .unwrap()
+        .media;
         progress.assert_valid();
         assert_eq!(
             (info.container.as_str(), info.codec.as_str()),
@@ -220,7 +221,8 @@ fn every_output_reads_back_in_ffprobe() {
             &Limits::default(),
             &mut progress.callback(),
         )
-        .unwrap_or_else(|e| panic!("case {i} {options:?}: {e}"));
+        .unwrap_or_else(|e| panic!("case {i} {options:?}: {e}"))
+        .media;
         progress.assert_valid();
         let probe = ffprobe(&output);
         let what = format!("case {i} ({source} → {options:?}): {probe:?}");
@@ -285,7 +287,8 @@ fn resampling_keeps_level_and_length() {
         &Limits::default(),
         &mut |_| {},
     )
-    .unwrap();
+    .unwrap()
+    .media;
     assert_eq!(info.sample_rate, 48_000);
     assert!((info.duration_secs.unwrap() - 2.0).abs() <= 1.0 / 48_000.0);
     let before = analyze(&input, &Default::default(), &Limits::default(), &mut |_| {}).unwrap();

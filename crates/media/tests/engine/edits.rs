@@ -582,7 +582,8 @@ fn composed_edits_in_one_job() {
         &Limits::default(),
         &mut |_| {},
     )
-    .unwrap();
+    .unwrap()
+    .media;
     assert_eq!((info.sample_rate, info.channels), (48_000, 1));
     let (samples, channels, rate) = decode(&mp3);
     assert_eq!((channels, rate), (1, 48_000));
@@ -683,7 +684,8 @@ fn two_hours_normalized_to_flac_in_bounded_memory() {
         &Limits::default(),
         &mut |_| {},
     )
-    .unwrap();
+    .unwrap()
+    .media;
     eprintln!(
         "normalize (two passes) to FLAC: {:.1?}, peak RSS {:?} KiB",
         started.elapsed(),
@@ -709,7 +711,8 @@ fn two_hours_normalized_to_flac_in_bounded_memory() {
         &Limits::default(),
         &mut |_| {},
     )
-    .unwrap();
+    .unwrap()
+    .media;
     eprintln!(
         "held-back 600 s fade-out, FLAC to FLAC: {:.1?}, peak RSS {:?} KiB",
         started.elapsed(),

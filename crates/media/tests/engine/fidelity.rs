@@ -474,7 +474,8 @@ fn ffprobe_reads_what_convert_writes() {
         let name = case.name;
         let out = file(&dir, name);
         let info = convert(&src, &out, &case.options, &Limits::default(), &mut |_| {})
-            .unwrap_or_else(|e| panic!("{name}: convert failed: {e}"));
+            .unwrap_or_else(|e| panic!("{name}: convert failed: {e}"))
+            .media;
         let p = ffprobe_stream(&out);
         eprintln!(
             "fidelity: {name}: ffprobe {} {} Hz {} ch {} ({} bits) {:.4} s; our probe {} {:.4} s",

@@ -398,7 +398,9 @@ fn wav_sample_formats_round_trip() {
         sample_format: Some(SampleFormat::S24),
         ..ConvertOptions::to_format(AudioFormat::Wav)
     };
-    let info = convert(&wav24, &out, &options, &Limits::default(), &mut |_| {}).unwrap();
+    let info = convert(&wav24, &out, &options, &Limits::default(), &mut |_| {})
+        .unwrap()
+        .media;
     assert_eq!(info.codec, "pcm_s24le");
     let (decoded, _, _) = decode(&out);
     assert_eq!(decoded, source24, "24-bit WAV must be exact");
@@ -416,7 +418,9 @@ fn wav_sample_formats_round_trip() {
         sample_format: Some(SampleFormat::F32),
         ..ConvertOptions::to_format(AudioFormat::Wav)
     };
-    let info = convert(&wavf, &out, &options, &Limits::default(), &mut |_| {}).unwrap();
+    let info = convert(&wavf, &out, &options, &Limits::default(), &mut |_| {})
+        .unwrap()
+        .media;
     assert_eq!(info.codec, "pcm_f32le");
     let (decoded, _, _) = decode(&out);
     assert_eq!(
@@ -433,7 +437,8 @@ fn wav_sample_formats_round_trip() {
         &Limits::default(),
         &mut |_| {},
     )
-    .unwrap();
+    .unwrap()
+    .media;
     assert_eq!(info.codec, "pcm_s16le");
     if have_ffmpeg() {
         for (path, codec) in [(&out, "pcm_f32le"), (&out16, "pcm_s16le")] {

@@ -10,22 +10,29 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::Tenant;
-use crate::routes::IdPath;
+use crate::routes::{created_at, IdPath};
 use crate::service::admin;
+use crate::views::RetentionView;
 use crate::{AppError, AppState};
+use axum::response::Response;
 
 /// A plan and its limits.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PlanView {
     pub name: PlanName,
     pub limits: PlanLimits,
+    /// How long its accounts' files are kept on this server: `limits.retention_hours`,
+    /// capped by the server's own retention of each kind of file.
+    pub retention: RetentionView,
 }
 
-impl From<Plan> for PlanView {
-    fn from(p: Plan) -> Self {
+impl PlanView {
+    /// The plan as seen on a server that keeps files at most `server`.
+    pub fn on(plan: Plan, server: audiomill_core::Retention) -> Self {
         Self {
-            name: p.name,
-            limits: p.limits,
+            retention: RetentionView::from(plan.limits.retention(server)),
+            name: plan.name,
+            limits: plan.limits,
         }
     }
 }
@@ -146,7 +153,13 @@ pub async fn list_plans(
 ) -> Result<Json<Vec<PlanView>>, AppError> {
     tenant.require(Scope::Admin)?;
     let plans = state.store().list_plans().await?;
-    Ok(Json(plans.into_iter().map(PlanView::from).collect()))
+    let server = state.config().retention;
+    Ok(Json(
+        plans
+            .into_iter()
+            .map(|plan| PlanView::on(plan, server))
+            .collect(),
+    ))
 }
 
 /// Create a plan.
@@ -158,14 +171,18 @@ pub async fn create_plan(
     State(state): State<AppState>,
     tenant: Tenant,
     body: crate::extract::JsonBody<NewPlan>,
-) -> Result<(StatusCode, Json<PlanView>), AppError> {
+) -> Result<Response, AppError> {
     tenant.require(Scope::Admin)?;
     let NewPlan { name, limits } = body.0;
     limits
         .validate()
         .map_err(|e| AppError::unprocessable("invalid_request", e.0))?;
     match state.store().create_plan(&name, &limits).await {
-        Ok(plan) => Ok((StatusCode::CREATED, Json(plan.into()))),
+        Ok(plan) => Ok(created_at(
+            StatusCode::CREATED,
+            format!("/v1/admin/plans/{name}"),
+            PlanView::on(plan, state.config().retention),
+        )),
         Err(StoreError::Conflict(_)) => Err(AppError::conflict(format!("plan {name} exists"))),
         Err(e) => Err(e.into()),
     }
@@ -216,7 +233,7 @@ pub async fn create_account(
     State(state): State<AppState>,
     tenant: Tenant,
     body: crate::extract::JsonBody<NewAccount>,
-) -> Result<(StatusCode, Json<AccountView>), AppError> {
+) -> Result<Response, AppError> {
     tenant.require(Scope::Admin)?;
     let name = admin::check_name("an account name", &body.0.name)?;
     match state
@@ -224,7 +241,14 @@ pub async fn create_account(
         .create_account(&name, Some(&body.0.plan))
         .await
     {
-        Ok(account) => Ok((StatusCode::CREATED, Json(account.into()))),
+        Ok(account) => Ok(created_at(
+            StatusCode::CREATED,
+            format!(
+                "/v1/admin/accounts/{}",
+                audiomill_core::text::path_segment(&name)
+            ),
+            AccountView::from(account),
+        )),
         Err(StoreError::Conflict(_)) => Err(AppError::conflict("the account exists")),
         Err(StoreError::NotFound(_)) => Err(AppError::not_found("plan")),
         Err(e) => Err(e.into()),
@@ -281,7 +305,7 @@ pub async fn create_key(
     State(state): State<AppState>,
     tenant: Tenant,
     body: crate::extract::JsonBody<NewKeyRequest>,
-) -> Result<(StatusCode, Json<CreatedKey>), AppError> {
+) -> Result<Response, AppError> {
     tenant.require(Scope::Admin)?;
     let NewKeyRequest {
         name,
@@ -291,12 +315,13 @@ pub async fn create_key(
     scopes.sort();
     scopes.dedup();
     let made = admin::create_key(state.store(), &name, &account, scopes, false).await?;
-    Ok((
+    Ok(created_at(
         StatusCode::CREATED,
-        Json(CreatedKey {
+        format!("/v1/admin/keys/{}", made.record.id),
+        CreatedKey {
             key: made.key.expose().to_owned(),
             record: made.record.into(),
-        }),
+        },
     ))
 }
 
@@ -328,7 +353,7 @@ pub async fn rotate_key(
     tenant: Tenant,
     Path(id): Path<String>,
     body: crate::extract::JsonBody<Rotation>,
-) -> Result<(StatusCode, Json<CreatedKey>), AppError> {
+) -> Result<Response, AppError> {
     tenant.require(Scope::Admin)?;
     let id: KeyId = id.parse().map_err(|_| AppError::not_found("key"))?;
     if body.0.expire_old_in_hours > 720 {
@@ -339,11 +364,12 @@ pub async fn rotate_key(
     }
     let until = chrono::Utc::now() + chrono::Duration::hours(i64::from(body.0.expire_old_in_hours));
     let (record, key) = admin::rotate_key(state.store(), id, until).await?;
-    Ok((
+    Ok(created_at(
         StatusCode::CREATED,
-        Json(CreatedKey {
+        format!("/v1/admin/keys/{}", record.id),
+        CreatedKey {
             key: key.expose().to_owned(),
             record: record.into(),
-        }),
+        },
     ))
 }

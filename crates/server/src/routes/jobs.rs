@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::time::Instant;
 
 use crate::auth::Tenant;
-use crate::routes::IdPath;
+use crate::routes::{created_at, IdPath};
 use crate::service::jobs::{self as svc, Deleted, ListQuery};
 use crate::views::{JobPage, JobView};
 use crate::{AppError, AppState};
@@ -57,7 +57,8 @@ pub async fn create(
         let idem = svc::idempotency(idempotency_key.as_deref(), &svc::canonical_json(&body))?;
         svc::submit(&state, tenant, &client, spec, idem).await?
     };
-    let mut response = (StatusCode::ACCEPTED, Json(JobView::from(submitted.job))).into_response();
+    let location = format!("/v1/jobs/{}", submitted.job.id);
+    let mut response = created_at(StatusCode::ACCEPTED, location, JobView::from(submitted.job));
     if !submitted.created {
         response
             .headers_mut()

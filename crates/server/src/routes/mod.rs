@@ -11,6 +11,9 @@ pub mod usage;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use std::str::FromStr;
 
 use crate::{AppError, AppState};
@@ -31,4 +34,14 @@ impl<T: FromStr + Send> FromRequestParts<AppState> for IdPath<T> {
             .map(IdPath)
             .map_err(|_| AppError::not_found("resource"))
     }
+}
+
+/// A `201 Created` or `202 Accepted` answer: the resource as JSON, and its address in
+/// `Location` (paths built from server ids and validated names only).
+pub fn created_at(status: StatusCode, location: String, body: impl serde::Serialize) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
 }

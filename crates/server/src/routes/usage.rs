@@ -40,6 +40,8 @@ pub struct UsageView {
     pub active_jobs: u32,
     pub concurrent_jobs_limit: u32,
     pub by_operation: Vec<OperationUsage>,
+    /// How long the account's files are kept.
+    pub retention: crate::views::RetentionView,
 }
 
 /// The account's quota: used, reserved and remaining seconds this period, per operation too.
@@ -68,6 +70,7 @@ pub async fn get(
         remaining_seconds: remaining,
         active_jobs: usage.active_jobs,
         concurrent_jobs_limit: plan.concurrent_jobs,
+        retention: plan.retention(state.config().retention).into(),
         by_operation: usage
             .by_operation
             .into_iter()

@@ -6,6 +6,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::Tenant;
+use crate::service::conditional::{Decision, Validators};
 use crate::{AppError, AppState};
 
 /// A single byte range, resolved against the file size (inclusive end).
@@ -102,7 +103,8 @@ pub fn content_disposition(name: &str) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
 }
 
-/// Streams an artifact, honouring a single byte range.
+/// Streams an artifact, honouring a single byte range and conditional requests (`ETag`,
+/// `Last-Modified`: `304` for a current copy, `412` for a failed `If-Match`).
 pub async fn download(
     state: &AppState,
     tenant: Tenant,
@@ -116,8 +118,29 @@ pub async fn download(
         .ok_or_else(|| AppError::not_found("file"))?;
     let key = BlobKey::from_stored(&artifact.blob_key)
         .ok_or_else(|| AppError::internal(format!("invalid blob key on {}", artifact.id)))?;
+    let validators = Validators::new(&artifact.id.to_string(), artifact.created_at.into());
+    let honor_range = match validators.evaluate(headers) {
+        Decision::Send { honor_range } => honor_range,
+        Decision::NotModified => {
+            let mut response = StatusCode::NOT_MODIFIED.into_response();
+            let h = response.headers_mut();
+            validators.write(h);
+            h.insert(header::CACHE_CONTROL, cache_control());
+            return Ok(response);
+        }
+        Decision::Failed => {
+            return Err(AppError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                "the file does not match the request's If-Match or If-Unmodified-Since",
+            ))
+        }
+    };
     let size = state.blob().size(&key).await?;
-    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let range_header = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| honor_range);
     let (status, range) = match parse_range(range_header, size) {
         RangeRequest::Full => (StatusCode::OK, None),
         RangeRequest::Partial(r) => (StatusCode::PARTIAL_CONTENT, Some(r)),
@@ -140,16 +163,19 @@ pub async fn download(
         header::CONTENT_DISPOSITION,
         content_disposition(&artifact.name),
     );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, max-age=3600"),
-    );
+    h.insert(header::CACHE_CONTROL, cache_control());
+    validators.write(h);
     if let Some(r) = range {
         if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", r.start, r.end)) {
             h.insert(header::CONTENT_RANGE, v);
         }
     }
     Ok(response)
+}
+
+/// Files are private to their account; a browser may keep them an hour.
+fn cache_control() -> HeaderValue {
+    HeaderValue::from_static("private, max-age=3600")
 }
 
 #[cfg(test)]

@@ -2,21 +2,17 @@
 
 use audiomill_blob::BlobKey;
 use audiomill_core::{InputRef, JobId, JobRequest, JobSpec, JobState, Operation, SeparateOptions};
-use audiomill_store::{CancelOutcome, Idempotency, InsertJob, Job, JobFilter, NewJob, Page};
+use audiomill_store::{CancelOutcome, Idempotency, InsertJob, Job, JobFilter, NewJob};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Request};
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
 use crate::auth::{client_addr_of, Tenant};
+use crate::service::page::{self, PageQuery};
 use crate::service::{quota, uploads, url_inputs};
 use crate::state::ModelLookupError;
 use crate::{AppError, AppState};
-
-/// Largest page of a job listing.
-pub const MAX_PAGE: u32 = 100;
-/// Page size when the client names none.
-pub const DEFAULT_PAGE: u32 = 20;
 
 /// A submitted job and whether this request created it (false: an idempotent replay).
 pub struct Submitted {
@@ -67,6 +63,10 @@ pub async fn submit(
             let upload = upload.ok_or_else(|| {
                 AppError::unprocessable("input_not_found", format!("upload {id} not found"))
             })?;
+            // What the probe knows already decides options that would fail on this input.
+            spec.operation
+                .check_input(&upload.media)
+                .map_err(|e| AppError::unprocessable("invalid_job", e.0))?;
             upload.media.duration_secs
         }
         InputRef::Artifact(id) => {
@@ -246,8 +246,8 @@ pub async fn submit_multipart(
         ));
     };
     // Validate the spec before storing the file, so a bad spec leaves nothing behind.
-    let mut spec_json: serde_json::Value = serde_json::from_slice(&spec_bytes)
-        .map_err(|e| AppError::unprocessable("invalid_job", format!("invalid job request: {e}")))?;
+    let mut spec_json: serde_json::Value = audiomill_core::json::from_slice(&spec_bytes)
+        .map_err(|e| AppError::unprocessable("invalid_job", e.to_string()))?;
     let object = spec_json
         .as_object_mut()
         .ok_or_else(|| AppError::unprocessable("invalid_job", "the spec must be a JSON object"))?;
@@ -262,8 +262,8 @@ pub async fn submit_multipart(
         "input".into(),
         serde_json::to_value(placeholder).expect("ids serialize"),
     );
-    let request: JobRequest = serde_json::from_value(spec_json.clone())
-        .map_err(|e| AppError::unprocessable("invalid_job", format!("invalid job request: {e}")))?;
+    let request: JobRequest = audiomill_core::json::from_value(spec_json.clone())
+        .map_err(|e| AppError::unprocessable("invalid_job", e.to_string()))?;
     let mut spec =
         JobSpec::from_request(request).map_err(|e| AppError::unprocessable("invalid_job", e.0))?;
     // A retry carries the same file and spec: hash both.
@@ -300,18 +300,17 @@ fn object_without_input(value: &mut serde_json::Value) {
 #[derive(Debug, Default)]
 pub struct ListQuery {
     pub status: Option<JobState>,
-    pub limit: u32,
-    pub cursor: Option<JobId>,
+    pub page: PageQuery<JobId>,
 }
 
 impl ListQuery {
     /// Parses `status`, `limit` and `cursor`; anything else, or a bad value, is a `400`.
     pub fn parse(pairs: &[(String, String)]) -> Result<Self, AppError> {
-        let mut query = ListQuery {
-            limit: DEFAULT_PAGE,
-            ..Default::default()
-        };
+        let mut query = ListQuery::default();
         for (name, value) in pairs {
+            if query.page.take(name, value, "job")? {
+                continue;
+            }
             match name.as_str() {
                 "status" => {
                     query.status = Some(value.parse().map_err(
@@ -320,28 +319,7 @@ impl ListQuery {
                         },
                     )?)
                 }
-                "limit" => {
-                    query.limit = value
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=MAX_PAGE).contains(n))
-                        .ok_or_else(|| {
-                            AppError::bad_request(format!("limit must be 1 to {MAX_PAGE}"))
-                        })?
-                }
-                "cursor" => {
-                    query.cursor = Some(
-                        value
-                            .parse()
-                            .map_err(|_| AppError::bad_request("cursor is not a job id"))?,
-                    )
-                }
-                other => {
-                    return Err(AppError::bad_request(format!(
-                        "unknown query parameter {:?}; expected status, limit, cursor",
-                        other.chars().take(40).collect::<String>()
-                    )))
-                }
+                other => return Err(page::unknown_parameter(other, "status, limit, cursor")),
             }
         }
         Ok(query)
@@ -354,28 +332,17 @@ pub async fn list(
     tenant: Tenant,
     query: ListQuery,
 ) -> Result<(Vec<Job>, Option<JobId>), AppError> {
-    // Ask for one more than the page to know whether another page follows.
-    let page = Page {
-        limit: query.limit + 1,
-        before: query.cursor,
-    };
-    let mut jobs = state
+    let jobs = state
         .store()
         .list_jobs(
             tenant.account,
             JobFilter {
                 state: query.status,
             },
-            page,
+            query.page.store_page(),
         )
         .await?;
-    let next = if jobs.len() > query.limit as usize {
-        jobs.truncate(query.limit as usize);
-        jobs.last().map(|j| j.id)
-    } else {
-        None
-    };
-    Ok((jobs, next))
+    Ok(query.page.split(jobs, |j| j.id))
 }
 
 /// What `DELETE /v1/jobs/{id}` did.

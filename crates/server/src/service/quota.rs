@@ -3,6 +3,7 @@
 //! The check itself is the store's (guarded updates in the insert's transaction, see
 //! `Store::insert_job`); this module estimates the reservation and words the refusals.
 
+use audiomill_core::text::count;
 use audiomill_core::{period_end, usage_period, PlanLimits};
 use audiomill_store::Reservation;
 use chrono::{DateTime, Utc};
@@ -64,8 +65,8 @@ pub fn exceeded(
     AppError::plan_limit(
         "quota_exceeded",
         format!(
-            "this job does not fit in your plan's {} audio seconds this month ({} used, {} reserved by running jobs); the quota resets at {}",
-            plan.audio_seconds_per_month,
+            "this job does not fit in your plan's {} of audio this month ({} used, {} reserved by running jobs); the quota resets at {}",
+            count(plan.audio_seconds_per_month as f64, "second", "seconds"),
             used.round(),
             reserved.round(),
             reset.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -93,8 +94,8 @@ pub fn too_many_jobs(
     AppError::plan_limit(
         "too_many_jobs",
         format!(
-            "your plan allows {} jobs queued or running at once; wait for one to finish",
-            plan.concurrent_jobs
+            "your plan allows {} queued or running at once; wait for one to finish",
+            count(plan.concurrent_jobs, "job", "jobs")
         ),
         5,
     )

@@ -6,7 +6,7 @@
 
 use audiomill_blob::BlobKey;
 use audiomill_core::{ErrorCode, JobError, UploadId};
-use audiomill_store::Upload;
+use audiomill_store::{Upload, UploadDeletion};
 use axum::extract::FromRequest;
 use bytes::Bytes;
 use chrono::Utc;
@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
 
 use crate::auth::Tenant;
+use crate::service::page::{self, PageQuery};
 use crate::{AppError, AppState};
 
 /// A file that is deleted when dropped unless [`TempFile::keep`] was called.
@@ -195,12 +196,39 @@ pub async fn upload(
             let filename = field.file_name().map(str::to_owned);
             (receive_field(state, &plan, &mut field).await?, filename)
         } else {
-            (receive_body(state, &plan, request.into_body()).await?, None)
+            let filename = raw_body_filename(&request);
+            (
+                receive_body(state, &plan, request.into_body()).await?,
+                filename,
+            )
         };
         store_upload(state, tenant, &plan, received, filename).await
     }
     .await;
     result.map_err(|e| refused(state, tenant, &client, e))
+}
+
+/// The file name of a raw-body upload: the `filename` query parameter, else the `filename`
+/// of a `Content-Disposition` header. Display only, like a form's file name.
+fn raw_body_filename(request: &axum::extract::Request) -> Option<String> {
+    let from_query = request.uri().query().and_then(|query| {
+        query.split('&').find_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            (name == "filename").then(|| audiomill_core::text::percent_decoded(value, true))
+        })
+    });
+    from_query.or_else(|| {
+        let header = request
+            .headers()
+            .get(axum::http::header::CONTENT_DISPOSITION)?
+            .to_str()
+            .ok()?;
+        header.split(';').find_map(|param| {
+            let (name, value) = param.trim().split_once('=')?;
+            (name.trim().eq_ignore_ascii_case("filename"))
+                .then(|| value.trim().trim_matches('"').to_owned())
+        })
+    })
 }
 
 /// Whether a request carries a multipart form.
@@ -259,6 +287,51 @@ pub async fn store_upload(
         return Err(e.into());
     }
     Ok(upload)
+}
+
+/// A page of the tenant's uploads, newest first, and the cursor of the next page. Takes
+/// `limit` and `cursor`; anything else is a `400`.
+pub async fn list(
+    state: &AppState,
+    tenant: Tenant,
+    pairs: &[(String, String)],
+) -> Result<(Vec<Upload>, Option<UploadId>), AppError> {
+    let mut query = PageQuery::<UploadId>::default();
+    for (name, value) in pairs {
+        if !query.take(name, value, "upload")? {
+            return Err(page::unknown_parameter(name, "limit, cursor"));
+        }
+    }
+    let uploads = state
+        .store()
+        .list_uploads(tenant.account, query.store_page())
+        .await?;
+    Ok(query.split(uploads, |u| u.id))
+}
+
+/// Deletes one of the tenant's uploads with its bytes, unless a queued or running job still
+/// reads it (`409`, naming the job).
+pub async fn delete(state: &AppState, tenant: Tenant, id: UploadId) -> Result<(), AppError> {
+    match state
+        .store()
+        .delete_unused_upload(tenant.account, id)
+        .await?
+    {
+        UploadDeletion::NotFound => Err(AppError::not_found("upload")),
+        UploadDeletion::InUse(job) => Err(AppError::conflict(format!(
+            "job {job} still reads this upload; cancel it or wait for it to end"
+        ))),
+        UploadDeletion::Deleted(upload) => {
+            // The row is gone, so nothing can read the bytes any more; a failure here leaves
+            // an orphan for the retention sweep, never a row without bytes.
+            if let Some(key) = BlobKey::from_stored(&upload.blob_key) {
+                if let Err(e) = state.blob().delete(&key).await {
+                    tracing::error!(upload = %upload.id, error = %e, "could not delete a deleted upload's bytes");
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Deletes an upload that no job will use (bytes, then row). Failures are logged: the
@@ -326,11 +399,10 @@ impl TenantLimits {
         let mut limits = config.limits;
         limits.max_upload_bytes = limits.max_upload_bytes.min(plan.max_upload_bytes);
         limits.max_duration_secs = limits.max_duration_secs.min(plan.max_input_seconds);
-        let plan_retention = std::time::Duration::from_secs(u64::from(plan.retention_hours) * 3600);
         Ok(Self {
             upload_cap: limits.max_upload_bytes,
             limits,
-            retention: config.upload_retention.min(plan_retention),
+            retention: plan.retention(config.retention).uploads,
         })
     }
 }

@@ -47,6 +47,71 @@ impl SqliteStore {
         .transpose()
     }
 
+    pub(super) async fn list_uploads_impl(
+        &self,
+        account: AccountId,
+        page: Page<UploadId>,
+    ) -> Result<Vec<Upload>> {
+        // Ids sort by creation time: the cursor is the last id of the previous page.
+        let before = page.before.map(|id| id.to_string());
+        sqlx::query(concat!(
+            "SELECT ",
+            upload_columns!(),
+            " FROM uploads WHERE account_id = ? AND (? IS NULL OR id < ?)",
+            " ORDER BY id DESC LIMIT ?"
+        ))
+        .bind(account.to_string())
+        .bind(&before)
+        .bind(&before)
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(rows::upload)
+        .collect()
+    }
+
+    pub(super) async fn delete_unused_upload_impl(
+        &self,
+        account: AccountId,
+        id: UploadId,
+    ) -> Result<UploadDeletion> {
+        let mut tx = self.write.begin().await?;
+        let Some(row) = sqlx::query(concat!(
+            "SELECT ",
+            upload_columns!(),
+            " FROM uploads WHERE id = ? AND account_id = ?"
+        ))
+        .bind(id.to_string())
+        .bind(account.to_string())
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(UploadDeletion::NotFound);
+        };
+        let upload = rows::upload(&row)?;
+        let reader: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE account_id = ? AND state IN ('queued', 'running') \
+             AND json_extract(input, '$.upload') = ? LIMIT 1",
+        )
+        .bind(account.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(job) = reader {
+            let job = job
+                .parse()
+                .map_err(|_| crate::StoreError::Corrupt(format!("job id {job:?}")))?;
+            return Ok(UploadDeletion::InUse(job));
+        }
+        sqlx::query("DELETE FROM uploads WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(UploadDeletion::Deleted(Box::new(upload)))
+    }
+
     pub(super) async fn get_artifact_impl(
         &self,
         account: AccountId,

@@ -179,6 +179,18 @@ impl Store for SqliteStore {
         self.get_upload_impl(account, id).await
     }
 
+    async fn list_uploads(&self, account: AccountId, page: Page<UploadId>) -> Result<Vec<Upload>> {
+        self.list_uploads_impl(account, page).await
+    }
+
+    async fn delete_unused_upload(
+        &self,
+        account: AccountId,
+        id: UploadId,
+    ) -> Result<UploadDeletion> {
+        self.delete_unused_upload_impl(account, id).await
+    }
+
     async fn insert_job(&self, job: NewJob, idempotency: Option<Idempotency>) -> Result<InsertJob> {
         self.insert_job_impl(job, idempotency).await
     }
