@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context};
 use audiomill_core::{OperationKind, PlanLimits, PlanName};
-use audiomill_store::{Store, StoreError};
+use audiomill_store::{AccountStore, StoreError};
 use std::process::ExitCode;
 
 use crate::cli::{AccountCommand, PlanArgs, PlanCommand};

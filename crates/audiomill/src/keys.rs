@@ -3,7 +3,7 @@
 use anyhow::bail;
 use audiomill_core::{KeyId, Scope};
 use audiomill_server::service::admin;
-use audiomill_store::Store;
+use audiomill_store::KeyStore;
 use chrono::Utc;
 use std::process::ExitCode;
 

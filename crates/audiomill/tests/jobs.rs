@@ -594,6 +594,6 @@ async fn a_replayed_multipart_job_stores_its_file_once() {
     let store = audiomill_store::SqliteStore::open(&server.data_dir.join("audiomill.db"))
         .await
         .unwrap();
-    use audiomill_store::Store;
+    use audiomill_store::FileStore;
     assert_eq!(store.all_blob_keys().await.unwrap().len(), 2);
 }

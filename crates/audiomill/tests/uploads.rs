@@ -8,7 +8,7 @@ async fn assert_nothing_stored(server: &TestServer) {
     let store = audiomill_store::SqliteStore::open(&server.data_dir.join("audiomill.db"))
         .await
         .unwrap();
-    use audiomill_store::Store;
+    use audiomill_store::FileStore;
     assert!(
         store.all_blob_keys().await.unwrap().is_empty(),
         "rows left behind"

@@ -45,8 +45,6 @@ mod worker;
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod testutil;
 
 pub use backoff::backoff;
 pub use child::child_main;

@@ -1,17 +1,18 @@
 //! Tests of the runner and the queue loop with real child processes (`sh -c …` standing in for
-//! `audiomill __run-job`), a fake store that records writes, and a real local blob store; and of
-//! the reaper with the real SQLite store.
+//! `audiomill __run-job`), the real SQLite store on a temp file and a real local blob store;
+//! and of the reaper.
 
 use crate::metrics::Outcome;
 use crate::runner::{run_job, Shared};
-use crate::testutil::{claimed_job, media_info, Call, FakeStore};
 use crate::{reap_expired, ChildLimits, Worker, WorkerConfig, WorkerMetrics};
 use audiomill_blob::{BlobKey, BlobStore, LocalBlobStore};
 use audiomill_core::{
-    AccountId, ArtifactId, ErrorCode, InputRef, JobId, OperationKind, OutputSpec, UploadId,
+    AccountId, ArtifactId, ErrorCode, InputRef, JobId, JobState, MediaInfo, OperationKind,
+    OutputSpec, UploadId,
 };
 use audiomill_store::{
-    Artifact, ClaimedJob, Heartbeat, InsertJob, NewJob, SqliteStore, Store, Upload,
+    AccountStore, Artifact, ClaimedJob, FileStore, InsertJob, Job, JobFilter, JobStore, NewJob,
+    Page, QueueStore, SqliteStore, Upload,
 };
 use chrono::Utc;
 use std::sync::Arc;
@@ -20,17 +21,34 @@ use tokio_util::sync::CancellationToken;
 
 const INPUT: &[u8] = b"RIFFdata";
 
+fn media_info() -> MediaInfo {
+    MediaInfo {
+        container: "wav".into(),
+        codec: "pcm_s16le".into(),
+        duration_secs: Some(1.0),
+        sample_rate: 44_100,
+        channels: 2,
+        bit_rate: None,
+    }
+}
+
 struct Harness {
     root: tempfile::TempDir,
-    store: Arc<FakeStore>,
+    store: Arc<SqliteStore>,
     blob: Arc<LocalBlobStore>,
     config: WorkerConfig,
     account: AccountId,
 }
 
 impl Harness {
-    fn new(script: &str) -> Self {
+    async fn new(script: &str) -> Self {
         let root = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            SqliteStore::open(&root.path().join("db.sqlite"))
+                .await
+                .unwrap(),
+        );
+        let account = store.create_account("test", None).await.unwrap().id;
         let blob = Arc::new(LocalBlobStore::open(root.path().join("blobs")).unwrap());
         let config = WorkerConfig {
             concurrency: 2,
@@ -45,15 +63,15 @@ impl Harness {
         };
         Self {
             root,
-            store: Arc::new(FakeStore::default()),
+            store,
             blob,
             config,
-            account: AccountId::new(),
+            account,
         }
     }
 
-    /// Stores an upload (row and bytes) and returns a claimed job on it.
-    async fn job(&self, output_name: Option<&str>) -> ClaimedJob {
+    /// Stores an upload of `account` (row and bytes).
+    async fn upload(&self, account: AccountId) -> UploadId {
         let id = UploadId::new();
         let key = BlobKey::upload(id);
         let src = self.blob.temp_dir().join(format!("src-{id}"));
@@ -63,7 +81,7 @@ impl Harness {
         self.store
             .insert_upload(&Upload {
                 id,
-                account_id: self.account,
+                account_id: account,
                 blob_key: key.to_string(),
                 filename: None,
                 size: INPUT.len() as u64,
@@ -74,7 +92,75 @@ impl Harness {
             })
             .await
             .unwrap();
-        claimed_job(self.account, InputRef::Upload(id), output_name)
+        id
+    }
+
+    /// Queues a job of `account`: `operation` with `options` on `input`.
+    async fn queue(
+        &self,
+        account: AccountId,
+        operation: OperationKind,
+        options: serde_json::Value,
+        input: InputRef,
+        output_name: Option<&str>,
+    ) -> JobId {
+        let id = JobId::new();
+        let inserted = self
+            .store
+            .insert_job(
+                NewJob {
+                    id,
+                    account_id: account,
+                    operation,
+                    options,
+                    input,
+                    output: OutputSpec {
+                        name: output_name.map(Into::into),
+                    },
+                    input_seconds: Some(1.0),
+                    max_attempts: 3,
+                    created_at: Utc::now(),
+                    parent_id: None,
+                    reservation: None,
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(inserted, InsertJob::Created(_)));
+        id
+    }
+
+    /// Queues a convert job on `input`.
+    async fn queue_convert(&self, input: InputRef, output_name: Option<&str>) -> JobId {
+        let options = serde_json::json!({"format": "wav"});
+        self.queue(
+            self.account,
+            OperationKind::Convert,
+            options,
+            input,
+            output_name,
+        )
+        .await
+    }
+
+    /// Claims the one runnable job, as the worker would.
+    async fn claim(&self) -> ClaimedJob {
+        let mut claimed = self
+            .store
+            .claim_jobs(&self.config.owner, 1, self.config.lease, Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "{claimed:?}");
+        claimed.pop().unwrap()
+    }
+
+    /// An upload and a convert job on it, claimed for its first attempt.
+    async fn job(&self, output_name: Option<&str>) -> ClaimedJob {
+        let upload = self.upload(self.account).await;
+        self.queue_convert(InputRef::Upload(upload), output_name)
+            .await;
+        self.claim().await
     }
 
     fn shared(&self) -> Arc<Shared> {
@@ -105,16 +191,30 @@ impl Harness {
         assert!(left.is_empty(), "left behind: {left:?}");
     }
 
-    fn single_call(&self) -> Call {
-        let calls = self.store.calls();
-        assert_eq!(calls.len(), 1, "{calls:?}");
-        calls.into_iter().next().unwrap()
+    /// The job's row as the store has it now.
+    async fn row_of(&self, account: AccountId, id: JobId) -> Job {
+        self.store.get_job(account, id).await.unwrap().unwrap()
     }
 
-    fn single_failure(&self) -> (ErrorCode, String, bool) {
-        match self.single_call() {
-            Call::Fail { error, retry_at } => (error.code, error.message, retry_at.is_some()),
-            other => panic!("expected a failure, got {other:?}"),
+    async fn row(&self, id: JobId) -> Job {
+        self.row_of(self.account, id).await
+    }
+
+    /// What the attempt recorded as its failure: code, message, and whether it was retried
+    /// (queued again, with the error kept) rather than failed for good.
+    async fn failure(&self, id: JobId) -> (ErrorCode, String, bool) {
+        self.failure_of(self.account, id).await
+    }
+
+    async fn failure_of(&self, account: AccountId, id: JobId) -> (ErrorCode, String, bool) {
+        let job = self.row_of(account, id).await;
+        let error = job
+            .error
+            .unwrap_or_else(|| panic!("expected a failure, the job is {}", job.state));
+        match job.state {
+            JobState::Queued => (error.code, error.message, true),
+            JobState::Failed => (error.code, error.message, false),
+            other => panic!("expected a failure, the job is {other}"),
         }
     }
 
@@ -122,6 +222,22 @@ impl Harness {
         let mut keys = self.blob.list_keys().await.unwrap();
         keys.retain(|k| k.as_str().starts_with("artifacts/"));
         keys
+    }
+
+    /// Waits until `done` holds for the job's row (10 s at most).
+    async fn wait_row(&self, id: JobId, what: &str, done: impl Fn(&Job) -> bool) -> Job {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let job = self.row(id).await;
+            if done(&job) {
+                return job;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {job:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
@@ -146,54 +262,72 @@ echo '{"type":"succeeded","artifacts":[{"file":"output.wav","name":"my song.wav"
 
 #[tokio::test]
 async fn a_successful_child_yields_artifacts_in_blob_storage() {
-    let h = Harness::new(GOOD_CHILD);
+    let h = Harness::new(GOOD_CHILD).await;
     let claimed = h.job(Some("my song")).await;
-    assert_eq!(h.run(claimed.clone()).await, Outcome::Succeeded);
-    let Call::Succeed { artifacts, result } = h.single_call() else {
-        panic!("expected success, got {:?}", h.store.calls());
+    let id = claimed.job.id;
+    // Progress as the store sees it while the job runs.
+    let watcher = {
+        let store = h.store.clone();
+        let account = h.account;
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            loop {
+                let job = store.get_job(account, id).await.unwrap().unwrap();
+                seen.push(job.progress);
+                if job.state != JobState::Running {
+                    return seen;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
     };
-    assert_eq!(result, Some(serde_json::json!({"ok": true})));
+    assert_eq!(h.run(claimed).await, Outcome::Succeeded);
+    let job = h.row(id).await;
+    assert_eq!(job.state, JobState::Succeeded);
+    assert_eq!(job.result, Some(serde_json::json!({"ok": true})));
+    let artifacts = &job.artifacts;
     assert_eq!(artifacts.len(), 1);
     let artifact = &artifacts[0];
     assert_eq!(artifact.name, "my song.wav");
     assert_eq!(artifact.content_type, "audio/wav");
     assert_eq!(artifact.size, 3);
-    assert_eq!(artifact.job_id, claimed.job.id);
+    assert_eq!(artifact.job_id, id);
     assert_eq!(artifact.account_id, h.account);
     assert!(artifact.expires_at > Utc::now() + chrono::Duration::hours(23));
     let key = BlobKey::from_stored(&artifact.blob_key).unwrap();
-    assert_eq!(key, BlobKey::artifact(claimed.job.id, artifact.id));
+    assert_eq!(key, BlobKey::artifact(id, artifact.id));
     assert_eq!(h.blob.size(&key).await.unwrap(), 3);
     // Progress reached the store with a heartbeat.
-    let heartbeats = h.store.state.lock().unwrap().heartbeats.clone();
-    assert!(heartbeats.contains(&Some(0.5)), "{heartbeats:?}");
+    let seen = watcher.await.unwrap();
+    assert!(seen.contains(&0.5), "{seen:?}");
 }
 
 #[tokio::test]
 async fn a_failed_line_is_recorded_as_is() {
     let h = Harness::new(
         r#"cat >/dev/null; echo '{"type":"failed","error":{"code":"unsupported_format","message":"not audio"}}'"#,
-    );
+    )
+    .await;
     let claimed = h.job(None).await;
+    let id = claimed.job.id;
     assert_eq!(h.run(claimed).await, Outcome::Failed);
     assert_eq!(
-        h.single_failure(),
+        h.failure(id).await,
         (ErrorCode::UnsupportedFormat, "not audio".into(), false)
     );
 }
 
 #[tokio::test]
 async fn a_retryable_failure_is_retried_with_backoff() {
-    let h = Harness::new(r#"cat >/dev/null; kill -KILL $$"#);
+    let h = Harness::new(r#"cat >/dev/null; kill -KILL $$"#).await;
     let claimed = h.job(None).await;
+    let id = claimed.job.id;
     let before = Utc::now();
     assert_eq!(h.run(claimed).await, Outcome::Retried);
-    let Call::Fail { error, retry_at } = h.single_call() else {
-        panic!("expected a failure");
-    };
-    assert_eq!(error.code, ErrorCode::WorkerCrashed);
+    let (code, _, retried) = h.failure(id).await;
+    assert_eq!((code, retried), (ErrorCode::WorkerCrashed, true));
     // First attempt: between base/2 and base (2 s) from now.
-    let delay = retry_at.expect("retryable") - before;
+    let delay = h.row(id).await.run_at - before;
     assert!(delay >= chrono::Duration::milliseconds(900), "{delay}");
     assert!(delay <= chrono::Duration::seconds(3), "{delay}");
 }
@@ -216,10 +350,11 @@ async fn exit_statuses_map_to_error_codes() {
         ),
     ];
     for (script, code, retried) in cases {
-        let h = Harness::new(&format!("cat >/dev/null; {script}"));
+        let h = Harness::new(&format!("cat >/dev/null; {script}")).await;
         let claimed = h.job(None).await;
+        let id = claimed.job.id;
         let outcome = h.run(claimed).await;
-        let (got, message, retry) = h.single_failure();
+        let (got, message, retry) = h.failure(id).await;
         assert_eq!((got, retry), (code, retried), "{script}");
         assert_eq!(
             outcome,
@@ -235,10 +370,11 @@ async fn exit_statuses_map_to_error_codes() {
 
 #[tokio::test]
 async fn memory_errors_say_so() {
-    let h = Harness::new("cat >/dev/null; kill -ABRT $$");
+    let h = Harness::new("cat >/dev/null; kill -ABRT $$").await;
     let claimed = h.job(None).await;
+    let id = claimed.job.id;
     h.run(claimed).await;
-    let (_, message, _) = h.single_failure();
+    let (_, message, _) = h.failure(id).await;
     assert_eq!(message, "the job exceeded its memory limit");
 }
 
@@ -246,52 +382,57 @@ async fn memory_errors_say_so() {
 async fn the_file_size_limit_is_enforced() {
     let mut h = Harness::new(
         "cat >/dev/null; exec dd if=/dev/zero of=out/big bs=1024 count=64 2>/dev/null",
-    );
+    )
+    .await;
     h.config.child_limits = ChildLimits {
         output_file_bytes: 4096,
         ..ChildLimits::default()
     };
     let claimed = h.job(None).await;
+    let id = claimed.job.id;
     assert_eq!(h.run(claimed).await, Outcome::Failed);
-    assert_eq!(h.single_failure().0, ErrorCode::ResourceLimit);
+    assert_eq!(h.failure(id).await.0, ErrorCode::ResourceLimit);
 }
 
 #[tokio::test]
 async fn the_cpu_limit_is_enforced() {
-    let mut h = Harness::new("cat >/dev/null; while :; do :; done");
+    let mut h = Harness::new("cat >/dev/null; while :; do :; done").await;
     h.config.child_limits = ChildLimits {
         cpu_seconds: 1,
         ..ChildLimits::default()
     };
     let claimed = h.job(None).await;
+    let id = claimed.job.id;
     assert_eq!(h.run(claimed).await, Outcome::Failed);
-    assert_eq!(h.single_failure().0, ErrorCode::Timeout);
+    assert_eq!(h.failure(id).await.0, ErrorCode::Timeout);
 }
 
 #[tokio::test]
 async fn the_wall_clock_limit_kills_the_child() {
-    let mut h = Harness::new("cat >/dev/null; exec sleep 30");
+    let mut h = Harness::new("cat >/dev/null; exec sleep 30").await;
     h.config.job_timeout = Duration::from_millis(300);
     let claimed = h.job(None).await;
+    let id = claimed.job.id;
     let started = std::time::Instant::now();
     assert_eq!(h.run(claimed).await, Outcome::Failed);
     assert!(started.elapsed() < Duration::from_secs(5));
-    let (code, message, retried) = h.single_failure();
+    let (code, message, retried) = h.failure(id).await;
     assert_eq!((code, retried), (ErrorCode::Timeout, false));
     assert!(message.contains("time limit"), "{message}");
 }
 
 #[tokio::test]
 async fn each_operation_has_its_own_time_limit() {
-    let mut h = Harness::new("cat >/dev/null; exec sleep 30");
+    let mut h = Harness::new("cat >/dev/null; exec sleep 30").await;
     // The claimed job is a convert: its limit applies, not the (longer) overall one.
     h.config.operation_timeouts.convert = Duration::from_millis(300);
     let claimed = h.job(None).await;
+    let id = claimed.job.id;
     assert_eq!(claimed.job.operation, OperationKind::Convert);
     let started = std::time::Instant::now();
     assert_eq!(h.run(claimed).await, Outcome::Failed);
     assert!(started.elapsed() < Duration::from_secs(5));
-    let (code, message, _) = h.single_failure();
+    let (code, message, _) = h.failure(id).await;
     assert_eq!(code, ErrorCode::Timeout);
     assert!(message.contains("300 ms"), "{message}");
 }
@@ -303,24 +444,23 @@ fn process_exists(pid: i32) -> bool {
 
 #[tokio::test]
 async fn cancel_kills_the_whole_process_group() {
-    let h = Harness::new("");
+    let mut h = Harness::new("").await;
     let pid_file = h.root.path().join("sleeper.pid");
     let script = format!(
         "cat >/dev/null; sleep 30 & echo $! > {}; wait",
         pid_file.display()
     );
-    let mut h = h;
     h.config.child_command[2] = script.into();
     let claimed = h.job(None).await;
+    let id = claimed.job.id;
     let store = h.store.clone();
+    let account = h.account;
     let pid_path = pid_file.clone();
     let canceller = tokio::spawn(async move {
         while !pid_path.exists() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        store.set_heartbeat(Heartbeat::Held {
-            cancel_requested: true,
-        });
+        store.request_cancel(account, id).await.unwrap();
         std::time::Instant::now()
     });
     let outcome = h.run(claimed).await;
@@ -331,7 +471,7 @@ async fn cancel_kills_the_whole_process_group() {
         "{:?}",
         asked.elapsed()
     );
-    assert_eq!(h.single_call(), Call::Cancel);
+    assert_eq!(h.row(id).await.state, JobState::Canceled);
     let pid: i32 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()
@@ -346,46 +486,68 @@ async fn cancel_kills_the_whole_process_group() {
 
 #[tokio::test]
 async fn a_lost_lease_writes_nothing() {
-    let h = Harness::new("cat >/dev/null; exec sleep 30");
-    h.store.set_heartbeat(Heartbeat::Lost);
+    let h = Harness::new("cat >/dev/null; exec sleep 30").await;
     let claimed = h.job(None).await;
+    let id = claimed.job.id;
+    // Another worker's view: the job went back to the queue, so this lease is gone.
+    assert!(h.store.requeue(&claimed.lease, Utc::now()).await.unwrap());
+    let before = h.row(id).await;
     assert_eq!(h.run(claimed).await, Outcome::Lost);
-    assert!(h.store.calls().is_empty());
+    assert_eq!(h.row(id).await, before);
 }
 
 #[tokio::test]
 async fn artifacts_of_a_lost_lease_are_deleted() {
-    let h = Harness::new(GOOD_CHILD);
-    h.store.state.lock().unwrap().succeed_returns = Some(false);
+    let mut h = Harness::new(GOOD_CHILD).await;
+    // No heartbeat during the attempt: the lost lease shows only when the success is written.
+    h.config.heartbeat = Duration::from_secs(60);
     let claimed = h.job(Some("my song")).await;
+    let id = claimed.job.id;
+    assert!(h.store.requeue(&claimed.lease, Utc::now()).await.unwrap());
     assert_eq!(h.run(claimed).await, Outcome::Lost);
     assert!(h.artifact_keys().await.is_empty());
+    assert!(h.row(id).await.artifacts.is_empty());
 }
 
 #[tokio::test]
 async fn a_missing_input_is_not_retried() {
-    let h = Harness::new("exit 0");
     // No such upload.
-    let claimed = claimed_job(h.account, InputRef::Upload(UploadId::new()), None);
+    let h = Harness::new("exit 0").await;
+    let id = h
+        .queue_convert(InputRef::Upload(UploadId::new()), None)
+        .await;
+    let claimed = h.claim().await;
     assert_eq!(h.run(claimed).await, Outcome::Failed);
-    assert_eq!(h.single_failure().0, ErrorCode::InputNotFound);
+    assert_eq!(h.failure(id).await.0, ErrorCode::InputNotFound);
 
     // Another account's upload.
-    let h = Harness::new("exit 0");
-    let mut claimed = h.job(None).await;
-    claimed.job.account_id = AccountId::new();
+    let h = Harness::new("exit 0").await;
+    let upload = h.upload(h.account).await;
+    let other = h.store.create_account("other", None).await.unwrap().id;
+    let options = serde_json::json!({"format": "wav"});
+    let id = h
+        .queue(
+            other,
+            OperationKind::Convert,
+            options,
+            InputRef::Upload(upload),
+            None,
+        )
+        .await;
+    let claimed = h.claim().await;
     assert_eq!(h.run(claimed).await, Outcome::Failed);
-    assert_eq!(h.single_failure().0, ErrorCode::InputNotFound);
+    assert_eq!(h.failure_of(other, id).await.0, ErrorCode::InputNotFound);
 
     // The row is there, the bytes are gone.
-    let h = Harness::new("exit 0");
+    let h = Harness::new("exit 0").await;
     let claimed = h.job(None).await;
-    let InputRef::Upload(id) = claimed.job.input else {
+    let id = claimed.job.id;
+    let InputRef::Upload(upload) = claimed.job.input else {
         unreachable!()
     };
-    h.blob.delete(&BlobKey::upload(id)).await.unwrap();
+    h.blob.delete(&BlobKey::upload(upload)).await.unwrap();
     assert_eq!(h.run(claimed).await, Outcome::Failed);
-    assert_eq!(h.single_failure().0, ErrorCode::InputNotFound);
+    assert_eq!(h.failure(id).await.0, ErrorCode::InputNotFound);
 }
 
 #[tokio::test]
@@ -412,10 +574,11 @@ async fn unusable_artifacts_are_refused() {
         format!("printf x > out/a; {}", line("a", "../a.wav", "audio/wav")),
     ];
     for script in cases {
-        let h = Harness::new(&format!("cat >/dev/null; {script}"));
+        let h = Harness::new(&format!("cat >/dev/null; {script}")).await;
         let claimed = h.job(None).await;
+        let id = claimed.job.id;
         assert_eq!(h.run(claimed).await, Outcome::Retried, "{script}");
-        assert_eq!(h.single_failure().0, ErrorCode::WorkerCrashed, "{script}");
+        assert_eq!(h.failure(id).await.0, ErrorCode::WorkerCrashed, "{script}");
         assert!(h.artifact_keys().await.is_empty());
     }
 }
@@ -429,38 +592,29 @@ async fn protocol_violations_count_as_crashes() {
         "head -c 2000000 /dev/zero | tr '\\0' a",
     ];
     for script in cases {
-        let h = Harness::new(&format!("cat >/dev/null; {script}"));
+        let h = Harness::new(&format!("cat >/dev/null; {script}")).await;
         let claimed = h.job(None).await;
+        let id = claimed.job.id;
         h.run(claimed).await;
-        assert_eq!(h.single_failure().0, ErrorCode::WorkerCrashed, "{script}");
+        assert_eq!(h.failure(id).await.0, ErrorCode::WorkerCrashed, "{script}");
     }
 }
 
 #[tokio::test]
 async fn a_missing_program_is_an_internal_error() {
-    let mut h = Harness::new("");
+    let mut h = Harness::new("").await;
     h.config.child_command = vec!["/nonexistent/audiomill".into()];
     let claimed = h.job(None).await;
+    let id = claimed.job.id;
     assert_eq!(h.run(claimed).await, Outcome::Retried);
-    let (code, message, retried) = h.single_failure();
+    let (code, message, retried) = h.failure(id).await;
     assert_eq!((code, retried), (ErrorCode::Internal, true));
     assert!(!message.contains("nonexistent"));
 }
 
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn the_worker_claims_runs_and_stops() {
-    let mut h = Harness::new(GOOD_CHILD);
+    let mut h = Harness::new(GOOD_CHILD).await;
     h.config.poll = Duration::from_secs(60);
     let worker = Worker::new(
         h.store.clone(),
@@ -473,14 +627,13 @@ async fn the_worker_claims_runs_and_stops() {
     let run = tokio::spawn(worker.run(shutdown.clone()));
     // The first claim found nothing; the waker, not the 60 s poll, brings the next one.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let claimed = h.job(Some("my song")).await;
-    h.store.state.lock().unwrap().claimable.push_back(claimed);
+    let upload = h.upload(h.account).await;
+    let id = h
+        .queue_convert(InputRef::Upload(upload), Some("my song"))
+        .await;
     waker.notify_one();
-    let store = h.store.clone();
-    wait_for("the job to succeed", || {
-        matches!(store.calls().as_slice(), [Call::Succeed { .. }])
-    })
-    .await;
+    h.wait_row(id, "the job to succeed", |j| j.state == JobState::Succeeded)
+        .await;
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), run)
         .await
@@ -491,11 +644,12 @@ async fn the_worker_claims_runs_and_stops() {
 
 #[tokio::test]
 async fn shutdown_requeues_jobs_still_running_after_the_grace_period() {
-    let mut h = Harness::new("cat >/dev/null; exec sleep 30");
+    let mut h = Harness::new("cat >/dev/null; exec sleep 30").await;
     h.config.grace_period = Duration::from_millis(300);
+    let mut ids = Vec::new();
     for _ in 0..2 {
-        let claimed = h.job(None).await;
-        h.store.state.lock().unwrap().claimable.push_back(claimed);
+        let upload = h.upload(h.account).await;
+        ids.push(h.queue_convert(InputRef::Upload(upload), None).await);
     }
     let worker = Worker::new(
         h.store.clone(),
@@ -505,11 +659,12 @@ async fn shutdown_requeues_jobs_still_running_after_the_grace_period() {
     );
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(worker.run(shutdown.clone()));
-    let store = h.store.clone();
-    wait_for("both jobs to run", || {
-        store.state.lock().unwrap().heartbeats.len() >= 4
-    })
-    .await;
+    for &id in &ids {
+        h.wait_row(id, "both jobs to run", |j| j.state == JobState::Running)
+            .await;
+    }
+    // A few heartbeats: the children are up.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let started = std::time::Instant::now();
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), run)
@@ -517,16 +672,21 @@ async fn shutdown_requeues_jobs_still_running_after_the_grace_period() {
         .expect("the worker stops")
         .unwrap();
     assert!(started.elapsed() >= Duration::from_millis(300));
-    assert_eq!(h.store.calls(), vec![Call::Requeue, Call::Requeue]);
+    for id in ids {
+        let job = h.row(id).await;
+        assert_eq!((job.state, job.error), (JobState::Queued, None), "requeued");
+    }
     h.assert_clean();
 }
 
 #[tokio::test]
 async fn shutdown_lets_short_jobs_finish() {
-    let mut h = Harness::new(GOOD_CHILD);
+    let mut h = Harness::new(GOOD_CHILD).await;
     h.config.grace_period = Duration::from_secs(10);
-    let claimed = h.job(Some("my song")).await;
-    h.store.state.lock().unwrap().claimable.push_back(claimed);
+    let upload = h.upload(h.account).await;
+    let id = h
+        .queue_convert(InputRef::Upload(upload), Some("my song"))
+        .await;
     let worker = Worker::new(
         h.store.clone(),
         h.blob.clone(),
@@ -535,17 +695,14 @@ async fn shutdown_lets_short_jobs_finish() {
     );
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(worker.run(shutdown.clone()));
-    let store = h.store.clone();
-    wait_for("the job to start", || {
-        !store.state.lock().unwrap().heartbeats.is_empty()
-    })
-    .await;
+    h.wait_row(id, "the job to start", |j| j.state == JobState::Running)
+        .await;
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(10), run)
         .await
         .expect("the worker stops")
         .unwrap();
-    assert!(matches!(h.store.calls().as_slice(), [Call::Succeed { .. }]));
+    assert_eq!(h.row(id).await.state, JobState::Succeeded);
     h.assert_clean();
 }
 
@@ -725,11 +882,8 @@ async fn reaper_keeps_rows_whose_bytes_could_not_be_deleted() {
             self.0.check().await
         }
     }
-    let h = Harness::new("");
-    let claimed = h.job(None).await;
-    let InputRef::Upload(id) = claimed.job.input else {
-        unreachable!()
-    };
+    let h = Harness::new("").await;
+    let id = h.upload(h.account).await;
     let later = Utc::now() + chrono::Duration::hours(2);
     let stubborn = Stubborn(LocalBlobStore::open(h.root.path().join("blobs")).unwrap());
     assert_eq!(
@@ -751,20 +905,19 @@ async fn reaper_keeps_rows_whose_bytes_could_not_be_deleted() {
 
 #[tokio::test]
 async fn a_playlist_becomes_one_download_job_per_accepted_item() {
-    let h = Harness::new("exit 0");
-    let parent = claimed_job(
-        h.account,
-        InputRef::Url(audiomill_core::InputUrl::parse("https://soundcloud.com/a/sets/b").unwrap()),
-        None,
-    );
-    let parent = ClaimedJob {
-        job: audiomill_store::Job {
-            operation: OperationKind::Download,
-            options: serde_json::json!({"playlist": true, "format": "mp3", "bitrate": 128}),
-            ..parent.job
-        },
-        lease: parent.lease,
-    };
+    let h = Harness::new("exit 0").await;
+    let url = audiomill_core::InputUrl::parse("https://soundcloud.com/a/sets/b").unwrap();
+    let options = serde_json::json!({"playlist": true, "format": "mp3", "bitrate": 128});
+    let parent_id = h
+        .queue(
+            h.account,
+            OperationKind::Download,
+            options,
+            InputRef::Url(url),
+            None,
+        )
+        .await;
+    let parent = h.claim().await;
     let entry = |url: &str, title: &str| audiomill_net::PlaylistEntry {
         url: url.into(),
         title: Some(title.into()),
@@ -790,13 +943,21 @@ async fn a_playlist_becomes_one_download_job_per_accepted_item() {
     )
     .await;
     assert_eq!(outcome, Outcome::Succeeded);
-    let calls = h.store.calls();
-    let [Call::Expand { children, result }] = calls.as_slice() else {
-        panic!("expected one expansion: {calls:?}")
+    let page = Page {
+        limit: 100,
+        before: None,
     };
+    let children: Vec<Job> = h
+        .store
+        .list_jobs(h.account, JobFilter::default(), page)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.id != parent_id)
+        .collect();
     assert_eq!(children.len(), 2);
-    for child in children {
-        assert_eq!(child.parent_id, Some(parent.job.id));
+    for child in &children {
+        assert_eq!(child.parent_id, Some(parent_id));
         assert_eq!(child.account_id, h.account);
         assert_eq!(child.operation, OperationKind::Download);
         assert_eq!(
@@ -804,11 +965,17 @@ async fn a_playlist_becomes_one_download_job_per_accepted_item() {
             serde_json::json!({"format": "mp3", "bitrate": 128})
         );
     }
-    assert_eq!(children[0].output.name.as_deref(), Some("One Live"));
-    assert_eq!(children[1].output.name.as_deref(), Some("Three"));
+    let result = h.row(parent_id).await.result.unwrap();
     assert_eq!(result["playlist"]["skipped"], 1);
     assert_eq!(result["playlist"]["truncated"], true);
     // Items line up with the jobs made for them.
+    let named = |i: usize| {
+        let id = result["items"][i]["job"].as_str().unwrap();
+        let child = children.iter().find(|c| c.id.to_string() == id).unwrap();
+        child.output.name.clone()
+    };
+    assert_eq!(result["items"][0]["title"], "One / Live");
+    assert_eq!(named(0).as_deref(), Some("One Live"));
     assert_eq!(result["items"][1]["title"], "Three");
-    assert_eq!(result["items"][1]["job"], serde_json::json!(children[1].id));
+    assert_eq!(named(1).as_deref(), Some("Three"));
 }

@@ -1,14 +1,16 @@
-//! Uploads, artifacts and retention.
+//! The files role ([`FileStore`]) on SQLite: upload and artifact rows, retention.
 
 use super::rows::{self, artifact_columns, json, ms, size_value, upload_columns};
 use super::{conflict, SqliteStore};
 use crate::model::*;
-use crate::Result;
+use crate::{FileStore, Result};
+use async_trait::async_trait;
 use audiomill_core::{AccountId, ArtifactId, UploadId};
 use chrono::{DateTime, Utc};
 
-impl SqliteStore {
-    pub(super) async fn insert_upload_impl(&self, upload: &Upload) -> Result<()> {
+#[async_trait]
+impl FileStore for SqliteStore {
+    async fn insert_upload(&self, upload: &Upload) -> Result<()> {
         sqlx::query(concat!(
             "INSERT INTO uploads (",
             upload_columns!(),
@@ -29,11 +31,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(super) async fn get_upload_impl(
-        &self,
-        account: AccountId,
-        id: UploadId,
-    ) -> Result<Option<Upload>> {
+    async fn get_upload(&self, account: AccountId, id: UploadId) -> Result<Option<Upload>> {
         sqlx::query(concat!(
             "SELECT ",
             upload_columns!(),
@@ -47,11 +45,7 @@ impl SqliteStore {
         .transpose()
     }
 
-    pub(super) async fn list_uploads_impl(
-        &self,
-        account: AccountId,
-        page: Page<UploadId>,
-    ) -> Result<Vec<Upload>> {
+    async fn list_uploads(&self, account: AccountId, page: Page<UploadId>) -> Result<Vec<Upload>> {
         // Ids sort by creation time: the cursor is the last id of the previous page.
         let before = page.before.map(|id| id.to_string());
         sqlx::query(concat!(
@@ -71,7 +65,7 @@ impl SqliteStore {
         .collect()
     }
 
-    pub(super) async fn delete_unused_upload_impl(
+    async fn delete_unused_upload(
         &self,
         account: AccountId,
         id: UploadId,
@@ -112,11 +106,7 @@ impl SqliteStore {
         Ok(UploadDeletion::Deleted(Box::new(upload)))
     }
 
-    pub(super) async fn get_artifact_impl(
-        &self,
-        account: AccountId,
-        id: ArtifactId,
-    ) -> Result<Option<Artifact>> {
+    async fn get_artifact(&self, account: AccountId, id: ArtifactId) -> Result<Option<Artifact>> {
         sqlx::query(concat!(
             "SELECT ",
             artifact_columns!(),
@@ -130,11 +120,7 @@ impl SqliteStore {
         .transpose()
     }
 
-    pub(super) async fn expired_uploads_impl(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<Upload>> {
+    async fn expired_uploads(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Upload>> {
         sqlx::query(concat!(
             "SELECT ",
             upload_columns!(),
@@ -149,11 +135,7 @@ impl SqliteStore {
         .collect()
     }
 
-    pub(super) async fn expired_artifacts_impl(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<Artifact>> {
+    async fn expired_artifacts(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Artifact>> {
         sqlx::query(concat!(
             "SELECT ",
             artifact_columns!(),
@@ -168,7 +150,7 @@ impl SqliteStore {
         .collect()
     }
 
-    pub(super) async fn delete_upload_impl(&self, id: UploadId) -> Result<()> {
+    async fn delete_upload(&self, id: UploadId) -> Result<()> {
         sqlx::query("DELETE FROM uploads WHERE id = ?")
             .bind(id.to_string())
             .execute(&self.write)
@@ -176,7 +158,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(super) async fn delete_artifact_impl(&self, id: ArtifactId) -> Result<()> {
+    async fn delete_artifact(&self, id: ArtifactId) -> Result<()> {
         sqlx::query("DELETE FROM artifacts WHERE id = ?")
             .bind(id.to_string())
             .execute(&self.write)
@@ -184,7 +166,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(super) async fn all_blob_keys_impl(&self) -> Result<Vec<String>> {
+    async fn all_blob_keys(&self) -> Result<Vec<String>> {
         Ok(
             sqlx::query_scalar("SELECT blob_key FROM uploads UNION SELECT blob_key FROM artifacts")
                 .fetch_all(&self.read)

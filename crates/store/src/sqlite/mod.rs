@@ -7,19 +7,15 @@
 //! help with that. Reads go through `read`, a pool of read-only connections that WAL lets run
 //! beside the writer.
 
+mod accounts;
 mod files;
 mod jobs;
 mod keys;
-mod plans;
+mod queue;
 mod rows;
 
-use crate::model::*;
 use crate::{Result, Store, StoreError};
 use async_trait::async_trait;
-use audiomill_core::{
-    AccountId, ArtifactId, JobError, JobId, JobState, KeyId, PlanLimits, PlanName, UploadId,
-};
-use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -109,202 +105,6 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
-    }
-
-    async fn create_account(&self, name: &str, plan: Option<&PlanName>) -> Result<Account> {
-        self.create_account_impl(name, plan).await
-    }
-
-    async fn set_account_plan(&self, account: AccountId, plan: &PlanName) -> Result<bool> {
-        self.set_account_plan_impl(account, plan).await
-    }
-
-    async fn list_accounts(&self) -> Result<Vec<Account>> {
-        self.list_accounts_impl().await
-    }
-
-    async fn account_limits(&self, account: AccountId) -> Result<(PlanName, PlanLimits)> {
-        self.account_limits_impl(account).await
-    }
-
-    async fn create_plan(&self, name: &PlanName, limits: &PlanLimits) -> Result<Plan> {
-        self.create_plan_impl(name, limits).await
-    }
-
-    async fn update_plan(&self, name: &PlanName, limits: &PlanLimits) -> Result<bool> {
-        self.update_plan_impl(name, limits).await
-    }
-
-    async fn list_plans(&self) -> Result<Vec<Plan>> {
-        self.list_plans_impl().await
-    }
-
-    async fn usage(&self, account: AccountId, period: &str) -> Result<Usage> {
-        self.usage_impl(account, period).await
-    }
-
-    async fn expire_key(&self, id: KeyId, at: DateTime<Utc>) -> Result<bool> {
-        self.expire_key_impl(id, at).await
-    }
-
-    async fn account_by_name(&self, name: &str) -> Result<Option<Account>> {
-        self.account_by_name_impl(name).await
-    }
-
-    async fn insert_key(&self, key: &KeyRecord) -> Result<()> {
-        self.insert_key_impl(key).await
-    }
-
-    async fn key_by_hash(&self, hash: &str) -> Result<Option<KeyRecord>> {
-        self.key_by_hash_impl(hash).await
-    }
-
-    async fn list_keys(&self) -> Result<Vec<KeyRecord>> {
-        self.list_keys_impl().await
-    }
-
-    async fn revoke_key(&self, id: KeyId, at: DateTime<Utc>) -> Result<bool> {
-        self.revoke_key_impl(id, at).await
-    }
-
-    async fn count_active_keys(&self) -> Result<u64> {
-        self.count_active_keys_impl().await
-    }
-
-    async fn insert_upload(&self, upload: &Upload) -> Result<()> {
-        self.insert_upload_impl(upload).await
-    }
-
-    async fn get_upload(&self, account: AccountId, id: UploadId) -> Result<Option<Upload>> {
-        self.get_upload_impl(account, id).await
-    }
-
-    async fn list_uploads(&self, account: AccountId, page: Page<UploadId>) -> Result<Vec<Upload>> {
-        self.list_uploads_impl(account, page).await
-    }
-
-    async fn delete_unused_upload(
-        &self,
-        account: AccountId,
-        id: UploadId,
-    ) -> Result<UploadDeletion> {
-        self.delete_unused_upload_impl(account, id).await
-    }
-
-    async fn insert_job(&self, job: NewJob, idempotency: Option<Idempotency>) -> Result<InsertJob> {
-        self.insert_job_impl(job, idempotency).await
-    }
-
-    async fn get_job(&self, account: AccountId, id: JobId) -> Result<Option<Job>> {
-        self.get_job_impl(account, id).await
-    }
-
-    async fn list_jobs(
-        &self,
-        account: AccountId,
-        filter: JobFilter,
-        page: Page,
-    ) -> Result<Vec<Job>> {
-        self.list_jobs_impl(account, filter, page).await
-    }
-
-    async fn request_cancel(&self, account: AccountId, id: JobId) -> Result<CancelOutcome> {
-        self.request_cancel_impl(account, id).await
-    }
-
-    async fn delete_job(
-        &self,
-        account: AccountId,
-        id: JobId,
-    ) -> Result<Option<Result<Vec<Artifact>, JobState>>> {
-        self.delete_job_impl(account, id).await
-    }
-
-    async fn claim_jobs(
-        &self,
-        owner: &str,
-        limit: u32,
-        lease: Duration,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<ClaimedJob>> {
-        self.claim_jobs_impl(owner, limit, lease, now).await
-    }
-
-    async fn heartbeat(
-        &self,
-        lease: &Lease,
-        extend: Duration,
-        progress: Option<f64>,
-        now: DateTime<Utc>,
-    ) -> Result<Heartbeat> {
-        self.heartbeat_impl(lease, extend, progress, now).await
-    }
-
-    async fn succeed_job(
-        &self,
-        lease: &Lease,
-        artifacts: &[Artifact],
-        result: Option<serde_json::Value>,
-        charged_seconds: f64,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        self.succeed_job_impl(lease, artifacts, result, charged_seconds, now)
-            .await
-    }
-
-    async fn expand_job(
-        &self,
-        lease: &Lease,
-        children: &[NewJob],
-        result: serde_json::Value,
-    ) -> Result<bool> {
-        self.expand_job_impl(lease, children, result).await
-    }
-
-    async fn fail_job(
-        &self,
-        lease: &Lease,
-        error: &JobError,
-        retry_at: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        self.fail_job_impl(lease, error, retry_at, now).await
-    }
-
-    async fn cancel_running(&self, lease: &Lease, now: DateTime<Utc>) -> Result<bool> {
-        self.cancel_running_impl(lease, now).await
-    }
-
-    async fn requeue(&self, lease: &Lease, now: DateTime<Utc>) -> Result<bool> {
-        self.requeue_impl(lease, now).await
-    }
-
-    async fn queue_depth(&self, now: DateTime<Utc>) -> Result<u64> {
-        self.queue_depth_impl(now).await
-    }
-
-    async fn get_artifact(&self, account: AccountId, id: ArtifactId) -> Result<Option<Artifact>> {
-        self.get_artifact_impl(account, id).await
-    }
-
-    async fn expired_uploads(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Upload>> {
-        self.expired_uploads_impl(now, limit).await
-    }
-
-    async fn expired_artifacts(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Artifact>> {
-        self.expired_artifacts_impl(now, limit).await
-    }
-
-    async fn delete_upload(&self, id: UploadId) -> Result<()> {
-        self.delete_upload_impl(id).await
-    }
-
-    async fn delete_artifact(&self, id: ArtifactId) -> Result<()> {
-        self.delete_artifact_impl(id).await
-    }
-
-    async fn all_blob_keys(&self) -> Result<Vec<String>> {
-        self.all_blob_keys_impl().await
     }
 }
 

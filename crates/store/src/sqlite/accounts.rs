@@ -1,16 +1,17 @@
-//! Plans, the limits an account is under, and usage.
+//! The accounts role ([`AccountStore`]) on SQLite: accounts, plans and usage.
 
 use super::rows::{self, account_columns, json, ms};
 use super::{conflict, SqliteStore, BEGIN_IMMEDIATE};
 use crate::model::*;
-use crate::{Result, StoreError};
+use crate::{AccountStore, Result, StoreError};
+use async_trait::async_trait;
 use audiomill_core::{AccountId, OperationKind, PlanLimits, PlanName};
 use chrono::Utc;
 use sqlx::SqliteConnection;
 
 /// Makes sure `plan` has a row: the default plan gets one with the built-in limits; any other
 /// plan must exist already.
-pub(super) async fn ensure_plan_row(conn: &mut SqliteConnection, plan: &PlanName) -> Result<()> {
+async fn ensure_plan_row(conn: &mut SqliteConnection, plan: &PlanName) -> Result<()> {
     if plan.as_str() == PlanName::DEFAULT {
         let now = ms(Utc::now());
         sqlx::query(
@@ -32,12 +33,45 @@ pub(super) async fn ensure_plan_row(conn: &mut SqliteConnection, plan: &PlanName
     found.map(|_| ()).ok_or(StoreError::NotFound("plan"))
 }
 
-impl SqliteStore {
-    pub(super) async fn create_plan_impl(
-        &self,
-        name: &PlanName,
-        limits: &PlanLimits,
-    ) -> Result<Plan> {
+#[async_trait]
+impl AccountStore for SqliteStore {
+    async fn create_account(&self, name: &str, plan: Option<&PlanName>) -> Result<Account> {
+        let mut tx = self.write.begin_with(BEGIN_IMMEDIATE).await?;
+        // The default plan needs no row; any other must exist.
+        let plan = plan.filter(|p| p.as_str() != PlanName::DEFAULT);
+        if let Some(plan) = plan {
+            ensure_plan_row(&mut tx, plan).await?;
+        }
+        let row = sqlx::query(concat!(
+            "INSERT INTO accounts (id, name, plan, created_at) VALUES (?, ?, ?, ?) RETURNING ",
+            account_columns!()
+        ))
+        .bind(AccountId::new().to_string())
+        .bind(name)
+        .bind(plan.map(PlanName::as_str))
+        .bind(ms(Utc::now()))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(conflict("account"))?;
+        let account = rows::account(&row)?;
+        tx.commit().await?;
+        Ok(account)
+    }
+
+    async fn account_by_name(&self, name: &str) -> Result<Option<Account>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            account_columns!(),
+            " FROM accounts WHERE name = ?"
+        ))
+        .bind(name)
+        .fetch_optional(&self.read)
+        .await?
+        .map(|row| rows::account(&row))
+        .transpose()
+    }
+
+    async fn create_plan(&self, name: &PlanName, limits: &PlanLimits) -> Result<Plan> {
         let now = ms(Utc::now());
         let row = sqlx::query(
             "INSERT INTO plans (name, limits, created_at, updated_at) VALUES (?, ?, ?, ?) \
@@ -53,11 +87,7 @@ impl SqliteStore {
         rows::plan(&row)
     }
 
-    pub(super) async fn update_plan_impl(
-        &self,
-        name: &PlanName,
-        limits: &PlanLimits,
-    ) -> Result<bool> {
+    async fn update_plan(&self, name: &PlanName, limits: &PlanLimits) -> Result<bool> {
         let mut tx = self.write.begin_with(BEGIN_IMMEDIATE).await?;
         match ensure_plan_row(&mut tx, name).await {
             Ok(()) => {}
@@ -77,7 +107,7 @@ impl SqliteStore {
         Ok(true)
     }
 
-    pub(super) async fn list_plans_impl(&self) -> Result<Vec<Plan>> {
+    async fn list_plans(&self) -> Result<Vec<Plan>> {
         let mut plans =
             sqlx::query("SELECT name, limits, created_at, updated_at FROM plans ORDER BY name")
                 .fetch_all(&self.read)
@@ -98,11 +128,7 @@ impl SqliteStore {
         Ok(plans)
     }
 
-    pub(super) async fn set_account_plan_impl(
-        &self,
-        account: AccountId,
-        plan: &PlanName,
-    ) -> Result<bool> {
+    async fn set_account_plan(&self, account: AccountId, plan: &PlanName) -> Result<bool> {
         let mut tx = self.write.begin_with(BEGIN_IMMEDIATE).await?;
         ensure_plan_row(&mut tx, plan).await?;
         let done = sqlx::query("UPDATE accounts SET plan = ? WHERE id = ?")
@@ -114,7 +140,7 @@ impl SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    pub(super) async fn list_accounts_impl(&self) -> Result<Vec<Account>> {
+    async fn list_accounts(&self) -> Result<Vec<Account>> {
         sqlx::query(concat!(
             "SELECT ",
             account_columns!(),
@@ -127,10 +153,7 @@ impl SqliteStore {
         .collect()
     }
 
-    pub(super) async fn account_limits_impl(
-        &self,
-        account: AccountId,
-    ) -> Result<(PlanName, PlanLimits)> {
+    async fn account_limits(&self, account: AccountId) -> Result<(PlanName, PlanLimits)> {
         let stored: Option<(String, Option<String>)> = sqlx::query_as(
             "SELECT COALESCE(a.plan, 'default'), p.limits FROM accounts a \
              LEFT JOIN plans p ON p.name = COALESCE(a.plan, 'default') WHERE a.id = ?",
@@ -151,7 +174,7 @@ impl SqliteStore {
         Ok((name, limits))
     }
 
-    pub(super) async fn usage_impl(&self, account: AccountId, period: &str) -> Result<Usage> {
+    async fn usage(&self, account: AccountId, period: &str) -> Result<Usage> {
         let mut tx = self.read.begin().await?;
         let totals: Option<(f64, f64)> = sqlx::query_as(
             "SELECT used_seconds, reserved_seconds FROM usage WHERE account_id = ? AND period = ?",
