@@ -147,7 +147,7 @@ impl<'de> Deserialize<'de> for InputRef {
 
 /// Options of the `analyze` operation, validated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(try_from = "RawAnalyzeOptions")]
+#[serde(from = "RawAnalyzeOptions")]
 pub struct AnalyzeOptions {
     /// Buckets of the waveform overview (min/max per channel per bucket); 0 for none.
     /// Default 1000, at most 100000.
@@ -252,33 +252,38 @@ pub(crate) fn check_encoding(
     }
 }
 
-impl TryFrom<RawAnalyzeOptions> for AnalyzeOptions {
-    type Error = SpecError;
-    fn try_from(raw: RawAnalyzeOptions) -> Result<Self, SpecError> {
+impl From<RawAnalyzeOptions> for AnalyzeOptions {
+    fn from(raw: RawAnalyzeOptions) -> Self {
         let d = AnalyzeOptions::default();
-        if raw.waveform_buckets.is_some_and(|n| n > 100_000) {
-            return Err(SpecError("waveform_buckets must be at most 100000".into()));
-        }
-        in_range(
-            "silence_threshold_db",
-            raw.silence_threshold_db,
-            -96.0,
-            -20.0,
-        )?;
-        in_range("silence_min_secs", raw.silence_min_secs, 0.01, 60.0)?;
-        let options = AnalyzeOptions {
+        AnalyzeOptions {
             waveform_buckets: raw.waveform_buckets.unwrap_or(d.waveform_buckets),
             waveform_png: raw.waveform_png.unwrap_or(d.waveform_png),
             silence_threshold_db: raw.silence_threshold_db.unwrap_or(d.silence_threshold_db),
             silence_min_secs: raw.silence_min_secs.unwrap_or(d.silence_min_secs),
             tempo: raw.tempo.unwrap_or(d.tempo),
-        };
-        if options.waveform_png && options.waveform_buckets == 0 {
+        }
+    }
+}
+
+impl AnalyzeOptions {
+    /// Checks the values against today's rules (see [`Operation::validate`]).
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.waveform_buckets > 100_000 {
+            return Err(SpecError("waveform_buckets must be at most 100000".into()));
+        }
+        in_range(
+            "silence_threshold_db",
+            Some(self.silence_threshold_db),
+            -96.0,
+            -20.0,
+        )?;
+        in_range("silence_min_secs", Some(self.silence_min_secs), 0.01, 60.0)?;
+        if self.waveform_png && self.waveform_buckets == 0 {
             return Err(SpecError(
                 "waveform_png needs waveform_buckets above 0".into(),
             ));
         }
-        Ok(options)
+        Ok(())
     }
 }
 
@@ -401,7 +406,7 @@ fn default_silence_threshold() -> f64 {
 /// map → trim (`start`, `end`) → trim silence → gain and normalization → fades → resample →
 /// encode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(try_from = "RawConvertOptions")]
+#[serde(from = "RawConvertOptions")]
 pub struct ConvertOptions {
     /// Output format.
     pub format: AudioFormat,
@@ -468,63 +473,10 @@ struct RawConvertOptions {
     fade_out: Option<f64>,
 }
 
-impl TryFrom<RawConvertOptions> for ConvertOptions {
-    type Error = SpecError;
-    fn try_from(raw: RawConvertOptions) -> Result<Self, SpecError> {
-        let format = raw.format;
-        let ext = format.extension();
-        if let Some(rate) = raw.sample_rate {
-            let allowed: &[u32] = match format {
-                AudioFormat::Mp3 => &MP3_SAMPLE_RATES,
-                AudioFormat::Opus => &[48_000],
-                _ => &OUTPUT_SAMPLE_RATES,
-            };
-            if !allowed.contains(&rate) {
-                return Err(SpecError(format!(
-                    "sample_rate {rate} is not supported for {ext}; expected one of {allowed:?}"
-                )));
-            }
-        }
-        if let Some(channels) = raw.channels {
-            if !(1..=2).contains(&channels) {
-                return Err(SpecError("channels must be 1 or 2".into()));
-            }
-        }
-        if raw.channel.is_some_and(|c| c >= 64) {
-            return Err(SpecError(
-                "channel must be an input channel index (0 = first)".into(),
-            ));
-        }
-        check_encoding(format, raw.bitrate, raw.quality, raw.sample_format)?;
-        in_range("start", raw.start, 0.0, 1e7)?;
-        in_range("end", raw.end, 0.0, 1e7)?;
-        if let (Some(start), Some(end)) = (raw.start, raw.end) {
-            if end <= start {
-                return Err(SpecError("end must be after start".into()));
-            }
-        }
-        in_range("gain_db", raw.gain_db, -60.0, 24.0)?;
-        in_range("fade_in", raw.fade_in, 0.0, 600.0)?;
-        in_range("fade_out", raw.fade_out, 0.0, 600.0)?;
-        if let Some(n) = raw.normalize {
-            in_range("normalize.target_lufs", Some(n.target_lufs), -70.0, -5.0)?;
-            in_range(
-                "normalize.true_peak_dbtp",
-                Some(n.true_peak_dbtp),
-                -9.0,
-                0.0,
-            )?;
-        }
-        if let Some(t) = raw.trim_silence {
-            in_range(
-                "trim_silence.threshold_db",
-                Some(t.threshold_db),
-                -96.0,
-                -20.0,
-            )?;
-        }
-        Ok(ConvertOptions {
-            format,
+impl From<RawConvertOptions> for ConvertOptions {
+    fn from(raw: RawConvertOptions) -> Self {
+        ConvertOptions {
+            format: raw.format,
             sample_rate: raw.sample_rate,
             channels: raw.channels,
             channel: raw.channel,
@@ -538,7 +490,66 @@ impl TryFrom<RawConvertOptions> for ConvertOptions {
             normalize: raw.normalize,
             fade_in: raw.fade_in,
             fade_out: raw.fade_out,
-        })
+        }
+    }
+}
+
+impl ConvertOptions {
+    /// Checks the values against today's rules (see [`Operation::validate`]).
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let format = self.format;
+        let ext = format.extension();
+        if let Some(rate) = self.sample_rate {
+            let allowed: &[u32] = match format {
+                AudioFormat::Mp3 => &MP3_SAMPLE_RATES,
+                AudioFormat::Opus => &[48_000],
+                _ => &OUTPUT_SAMPLE_RATES,
+            };
+            if !allowed.contains(&rate) {
+                return Err(SpecError(format!(
+                    "sample_rate {rate} is not supported for {ext}; expected one of {allowed:?}"
+                )));
+            }
+        }
+        if let Some(channels) = self.channels {
+            if !(1..=2).contains(&channels) {
+                return Err(SpecError("channels must be 1 or 2".into()));
+            }
+        }
+        if self.channel.is_some_and(|c| c >= 64) {
+            return Err(SpecError(
+                "channel must be an input channel index (0 = first)".into(),
+            ));
+        }
+        check_encoding(format, self.bitrate, self.quality, self.sample_format)?;
+        in_range("start", self.start, 0.0, 1e7)?;
+        in_range("end", self.end, 0.0, 1e7)?;
+        if let (Some(start), Some(end)) = (self.start, self.end) {
+            if end <= start {
+                return Err(SpecError("end must be after start".into()));
+            }
+        }
+        in_range("gain_db", self.gain_db, -60.0, 24.0)?;
+        in_range("fade_in", self.fade_in, 0.0, 600.0)?;
+        in_range("fade_out", self.fade_out, 0.0, 600.0)?;
+        if let Some(n) = self.normalize {
+            in_range("normalize.target_lufs", Some(n.target_lufs), -70.0, -5.0)?;
+            in_range(
+                "normalize.true_peak_dbtp",
+                Some(n.true_peak_dbtp),
+                -9.0,
+                0.0,
+            )?;
+        }
+        if let Some(t) = self.trim_silence {
+            in_range(
+                "trim_silence.threshold_db",
+                Some(t.threshold_db),
+                -96.0,
+                -20.0,
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -630,14 +641,11 @@ impl<'de> Deserialize<'de> for DownloadOptions {
         };
         let max_items = match object.remove("max_items") {
             None => None,
-            Some(v) => match v.as_u64() {
-                Some(n @ 1..=10_000) => Some(n as u32),
-                _ => return Err(D::Error::custom("max_items must be 1 to 10000")),
+            Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+                Some(n) => Some(n),
+                None => return Err(D::Error::custom("max_items must be 1 to 10000")),
             },
         };
-        if max_items.is_some() && !playlist {
-            return Err(D::Error::custom("max_items needs playlist: true"));
-        }
         let convert = if object.is_empty() {
             None
         } else if !object.contains_key("format") {
@@ -658,8 +666,36 @@ impl<'de> Deserialize<'de> for DownloadOptions {
     }
 }
 
-/// An operation with its validated options.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl DownloadOptions {
+    /// Checks the values against today's rules (see [`Operation::validate`]).
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if let Some(max) = self.max_items {
+            if !(1..=10_000).contains(&max) {
+                return Err(SpecError("max_items must be 1 to 10000".into()));
+            }
+            if !self.playlist {
+                return Err(SpecError("max_items needs playlist: true".into()));
+            }
+        }
+        match &self.convert {
+            Some(convert) => convert.validate(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// An operation with its options.
+///
+/// Parsing is in two steps, so that a job accepted under today's rules still runs after a
+/// rule is tightened: the shape (known fields, JSON types, defaults) is what deserializing
+/// checks, and the values are checked by [`Operation::validate`]. Requests are parsed with
+/// both ([`Operation::from_parts`], at the edge); stored jobs with the first only
+/// ([`Operation::from_stored`], in the worker), since they were validated when accepted.
+///
+/// Serialized adjacently tagged, `{"operation": "convert", "options": {…}}`: the form the
+/// worker hands its job child.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "operation", content = "options", rename_all = "snake_case")]
 pub enum Operation {
     /// See [`AnalyzeOptions`].
     Analyze(AnalyzeOptions),
@@ -672,8 +708,22 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// Parses the options of operation `kind` from JSON (`null` means no options).
+    /// Parses and validates the options of operation `kind` from a request's JSON (`null`
+    /// means no options).
     pub fn from_parts(kind: OperationKind, options: &serde_json::Value) -> Result<Self, SpecError> {
+        let operation = Self::from_stored(kind, options)?;
+        operation
+            .validate()
+            .map_err(|e| SpecError(format!("options: {e}")))?;
+        Ok(operation)
+    }
+
+    /// Parses the options of a job that was validated when it was accepted: their shape only,
+    /// not today's value rules (a tightened rule must not fail a job already queued).
+    pub fn from_stored(
+        kind: OperationKind,
+        options: &serde_json::Value,
+    ) -> Result<Self, SpecError> {
         let options = match options {
             serde_json::Value::Null => serde_json::Value::Object(Default::default()),
             other => other.clone(),
@@ -685,6 +735,16 @@ impl Operation {
             OperationKind::Separate => Operation::Separate(from_value(options).map_err(bad)?),
             OperationKind::Download => Operation::Download(from_value(options).map_err(bad)?),
         })
+    }
+
+    /// Checks the option values against today's rules.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        match self {
+            Operation::Analyze(o) => o.validate(),
+            Operation::Convert(o) => o.validate(),
+            Operation::Separate(o) => o.validate(),
+            Operation::Download(o) => o.validate(),
+        }
     }
 
     /// The operation's name.
@@ -1019,6 +1079,63 @@ mod tests {
                 assert!(!message.contains(bad), "{json}: {message}");
             }
         }
+    }
+
+    #[test]
+    fn stored_options_are_read_by_shape_so_a_tightened_rule_spares_queued_jobs() {
+        // Valid when the job was accepted; suppose the rules have since tightened so that
+        // they are not: the stored form still reads, a new request is refused.
+        let cases = [
+            (
+                OperationKind::Separate,
+                serde_json::json!({"model": "htdemucs", "shifts": 50}),
+            ),
+            (
+                OperationKind::Convert,
+                serde_json::json!({"format": "mp3", "bitrate": 100}),
+            ),
+            (
+                OperationKind::Analyze,
+                serde_json::json!({"waveform_buckets": 200000}),
+            ),
+            (OperationKind::Download, serde_json::json!({"max_items": 5})),
+        ];
+        for (kind, options) in cases {
+            let stored = Operation::from_stored(kind, &options).unwrap();
+            assert_eq!(stored.kind(), kind);
+            assert!(Operation::from_parts(kind, &options).is_err(), "{options}");
+            assert!(stored.validate().is_err());
+        }
+        // The shape is still checked: a job whose options are not these types fails.
+        for (kind, options) in [
+            (OperationKind::Convert, serde_json::json!({"bitrate": 128})),
+            (
+                OperationKind::Convert,
+                serde_json::json!({"format": "mp3", "volume": 3}),
+            ),
+            (
+                OperationKind::Separate,
+                serde_json::json!({"shifts": "many"}),
+            ),
+        ] {
+            assert!(Operation::from_stored(kind, &options).is_err(), "{options}");
+        }
+    }
+
+    #[test]
+    fn operations_travel_tagged_with_their_options() {
+        let operation = Operation::from_parts(
+            OperationKind::Convert,
+            &serde_json::json!({"format": "opus", "bitrate": 96}),
+        )
+        .unwrap();
+        let value = serde_json::to_value(&operation).unwrap();
+        assert_eq!(value["operation"], "convert");
+        assert_eq!(value["options"], operation.options_json());
+        assert_eq!(
+            serde_json::from_value::<Operation>(value).unwrap(),
+            operation
+        );
     }
 
     #[test]

@@ -127,7 +127,7 @@ impl std::fmt::Display for StemName {
 /// Options of the `separate` operation, validated (the names and defaults of the `demucs` CLI).
 /// One artifact per stem, `<stem>.<ext>`, at the input's sample rate and length.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(try_from = "RawSeparateOptions")]
+#[serde(from = "RawSeparateOptions")]
 pub struct SeparateOptions {
     /// Installed model to use (`GET /v1/models`); default `htdemucs`.
     pub model: ModelName,
@@ -195,12 +195,29 @@ struct RawSeparateOptions {
     quality: Option<u8>,
 }
 
-impl TryFrom<RawSeparateOptions> for SeparateOptions {
-    type Error = SpecError;
-    fn try_from(raw: RawSeparateOptions) -> Result<Self, SpecError> {
+impl From<RawSeparateOptions> for SeparateOptions {
+    fn from(raw: RawSeparateOptions) -> Self {
         let d = SeparateOptions::default();
-        let stems = raw.stems.unwrap_or_default();
-        if raw.two_stems.is_some() && !stems.is_empty() {
+        SeparateOptions {
+            model: raw.model.unwrap_or(d.model),
+            stems: raw.stems.unwrap_or_default(),
+            two_stems: raw.two_stems,
+            shifts: raw.shifts.unwrap_or(d.shifts),
+            overlap: raw.overlap.unwrap_or(d.overlap),
+            segment: raw.segment,
+            format: raw.format.unwrap_or(d.format),
+            sample_format: raw.sample_format,
+            bitrate: raw.bitrate,
+            quality: raw.quality,
+        }
+    }
+}
+
+impl SeparateOptions {
+    /// Checks the values against today's rules (see [`crate::Operation::validate`]).
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let stems = &self.stems;
+        if self.two_stems.is_some() && !stems.is_empty() {
             return Err(SpecError("give stems or two_stems, not both".into()));
         }
         for (i, stem) in stems.iter().enumerate() {
@@ -208,31 +225,18 @@ impl TryFrom<RawSeparateOptions> for SeparateOptions {
                 return Err(SpecError(format!("stem {stem} is listed twice")));
             }
         }
-        if raw.shifts.is_some_and(|s| s > MAX_SHIFTS) {
+        if self.shifts > MAX_SHIFTS {
             return Err(SpecError(format!("shifts must be 0 to {MAX_SHIFTS}")));
         }
-        in_range("overlap", raw.overlap, 0.0, 0.99)?;
-        if let Some(segment) = raw.segment {
+        in_range("overlap", Some(self.overlap), 0.0, 0.99)?;
+        if let Some(segment) = self.segment {
             if !(segment.is_finite() && segment > 0.0 && segment <= MAX_SEGMENT_SECS) {
                 return Err(SpecError(format!(
                     "segment must be above 0 and at most {MAX_SEGMENT_SECS} seconds"
                 )));
             }
         }
-        let format = raw.format.unwrap_or(d.format);
-        check_encoding(format, raw.bitrate, raw.quality, raw.sample_format)?;
-        Ok(SeparateOptions {
-            model: raw.model.unwrap_or(d.model),
-            stems,
-            two_stems: raw.two_stems,
-            shifts: raw.shifts.unwrap_or(d.shifts),
-            overlap: raw.overlap.unwrap_or(d.overlap),
-            segment: raw.segment,
-            format,
-            sample_format: raw.sample_format,
-            bitrate: raw.bitrate,
-            quality: raw.quality,
-        })
+        check_encoding(self.format, self.bitrate, self.quality, self.sample_format)
     }
 }
 
@@ -276,7 +280,11 @@ mod tests {
     use serde_json::json;
 
     fn parse(value: serde_json::Value) -> Result<SeparateOptions, String> {
-        serde_json::from_value(value).map_err(|e| e.to_string())
+        match crate::Operation::from_parts(crate::OperationKind::Separate, &value) {
+            Ok(crate::Operation::Separate(options)) => Ok(options),
+            Ok(other) => Err(format!("parsed as {:?}", other.kind())),
+            Err(e) => Err(e.0),
+        }
     }
 
     #[test]
@@ -336,7 +344,10 @@ mod tests {
                 json!({"format": "mp3", "sample_format": "s24"}),
                 "sample_format",
             ),
-            (json!({"format": "aac"}), "unknown variant `aac`"),
+            (
+                json!({"format": "aac"}),
+                "\"aac\" is not one of the choices",
+            ),
             (json!({"modle": "htdemucs"}), "modle"),
         ];
         for (value, field) in cases {

@@ -1,8 +1,8 @@
 //! Records the store reads and writes.
 
 use audiomill_core::{
-    AccountId, ArtifactId, InputRef, JobError, JobId, JobState, KeyId, MediaInfo, OperationKind,
-    OutputSpec, PlanLimits, PlanName, Scope, UploadId,
+    AccountId, ArtifactId, InputRef, JobError, JobId, JobState, KeyId, MediaInfo, Operation,
+    OperationKind, OutputSpec, PlanLimits, PlanName, Scope, UploadId,
 };
 use chrono::{DateTime, Utc};
 
@@ -115,9 +115,9 @@ pub struct Artifact {
 pub struct NewJob {
     pub id: JobId,
     pub account_id: AccountId,
-    pub operation: OperationKind,
-    /// Validated options, as `Operation::options_json` writes them.
-    pub options: serde_json::Value,
+    /// The operation with its validated options; stored as its name and the options'
+    /// canonical JSON (`Operation::options_json`).
+    pub operation: Operation,
     pub input: InputRef,
     pub output: OutputSpec,
     /// Duration of the input in seconds, when known (for quotas and progress).

@@ -2,7 +2,7 @@
 
 use audiomill_core::{
     AccountId, ArtifactId, ErrorCode, InputRef, JobError, JobId, JobState, KeyId, MediaInfo,
-    OperationKind, OutputSpec, UploadId,
+    Operation, OperationKind, OutputSpec, UploadId,
 };
 use audiomill_store::*;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -38,8 +38,11 @@ fn new_job(account: AccountId, max_attempts: u32) -> NewJob {
     NewJob {
         id: JobId::new(),
         account_id: account,
-        operation: OperationKind::Convert,
-        options: serde_json::json!({"format": "mp3", "bitrate": 192}),
+        operation: Operation::from_parts(
+            OperationKind::Convert,
+            &serde_json::json!({"format": "mp3", "bitrate": 192}),
+        )
+        .unwrap(),
         input: InputRef::Upload(UploadId::new()),
         output: OutputSpec {
             name: Some("song".into()),
@@ -247,7 +250,12 @@ async fn jobs_insert_get_and_list_with_pagination() {
     assert_eq!(got, job(&store, acme, spec.id).await);
     assert_eq!(
         (got.operation, &got.options, got.input, &got.output),
-        (spec.operation, &spec.options, spec.input, &spec.output)
+        (
+            spec.operation.kind(),
+            &spec.operation.options_json(),
+            spec.input,
+            &spec.output
+        )
     );
     assert_eq!(got.input_seconds, Some(12.5));
     assert_eq!(got.state, JobState::Queued);

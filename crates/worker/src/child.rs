@@ -5,8 +5,8 @@
 //! the line protocol of [`crate::protocol`]. It needs no async runtime and no logging setup:
 //! call it first thing in `main`, before anything else is started.
 
-use crate::protocol::{ChildArtifact, ChildMessage, ChildTask};
-use audiomill_core::{ErrorCode, JobError, Operation};
+use crate::protocol::{ChildMessage, ChildTask};
+use audiomill_core::{ErrorCode, JobError};
 use std::io::{Read, Write};
 use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
@@ -16,11 +16,6 @@ use std::time::{Duration, Instant};
 const MAX_TASK_BYTES: u64 = 1 << 20;
 /// At most this often a progress line (plus one whenever the fraction reaches 1).
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
-/// Largest analysis (as compact JSON) sent whole as the job's result. Past it (a waveform of
-/// tens of thousands of buckets) the result's `waveform` is null and only `analysis.json` has
-/// it: the result travels in one protocol line of at most `MAX_LINE_BYTES` (1 MiB).
-const MAX_INLINE_RESULT_BYTES: usize = 256 * 1024;
-const _: () = assert!(MAX_INLINE_RESULT_BYTES < crate::protocol::MAX_LINE_BYTES / 2);
 
 /// Exit codes of the child besides success; the parent treats them all as a crash.
 const EXIT_BAD_TASK: u8 = 2;
@@ -56,7 +51,9 @@ pub fn child_main() -> ExitCode {
             let _ = write_line(&mut stdout.lock(), &ChildMessage::Progress { fraction });
         }
     };
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| run_task(&task, &mut progress)));
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        crate::ops::run_in_child(&task, &mut progress)
+    }));
     let message = match outcome {
         Ok(Ok(message)) => message,
         Ok(Err(error)) => ChildMessage::Failed { error },
@@ -100,239 +97,6 @@ impl ProgressThrottle {
     }
 }
 
-/// Runs the task with the engine; the files go to `task.output_dir` under fixed names.
-pub(crate) fn run_task(
-    task: &ChildTask,
-    progress: &mut dyn FnMut(f64),
-) -> Result<ChildMessage, JobError> {
-    let operation = Operation::from_parts(task.operation, &task.options)
-        .map_err(|e| JobError::new(ErrorCode::InvalidInput, e.0))?;
-    let engine_error = |e: audiomill_media::MediaError| JobError::new(e.code(), e.public_message());
-    let internal = |what: &str, e: &dyn std::fmt::Display| {
-        eprintln!("audiomill job child: {what}: {e}");
-        JobError::new(ErrorCode::Internal, "the result could not be written")
-    };
-    match operation {
-        Operation::Convert(options) => {
-            let ext = options.format.extension();
-            let file = format!("output.{ext}");
-            let info = audiomill_media::convert(
-                &task.input,
-                &task.output_dir.join(&file),
-                &options,
-                &task.limits,
-                progress,
-            )
-            .map_err(engine_error)?;
-            let result = serde_json::to_value(&info).map_err(|e| internal("result", &e))?;
-            Ok(ChildMessage::Succeeded {
-                artifacts: vec![ChildArtifact {
-                    file,
-                    name: download_name(&task.output_name, ext),
-                    content_type: options.format.content_type().into(),
-                }],
-                result: Some(result),
-                audio_seconds: info.media.duration_secs.unwrap_or(0.0),
-            })
-        }
-        Operation::Separate(options) => {
-            let model = task
-                .model
-                .as_deref()
-                .ok_or_else(|| internal("task", &"a separate task without a model descriptor"))?;
-            let separate_error = |e: audiomill_separate::SeparateError| {
-                if e.code() == ErrorCode::Internal {
-                    eprintln!("audiomill job child: separation: {e}");
-                }
-                JobError::new(e.code(), e.public_message())
-            };
-            // The parent checked the model's files before starting us; one that still does
-            // not load (a file removed or changed meanwhile) will not load on a retry either.
-            let bag = audiomill_separate::load_model(model, &audiomill_separate::default_device())
-                .map_err(|e| {
-                    eprintln!("audiomill job child: loading model {}: {e}", options.model);
-                    JobError::new(
-                        ErrorCode::ModelNotInstalled,
-                        format!(
-                            "model {} could not be loaded on this worker; its files are missing or damaged",
-                            options.model
-                        ),
-                    )
-                })?;
-            let params = audiomill_separate::SeparateParams::from_options(
-                &options,
-                task.output_dir.clone(),
-                rand::random(),
-            );
-            let ext = options.format.extension();
-            let stems = audiomill_separate::separate_file(
-                &bag,
-                &task.input,
-                &params,
-                &task.limits,
-                progress,
-                // A canceled job's child is killed by the parent: nothing to poll here.
-                &|| false,
-            )
-            .map_err(separate_error)?;
-            let mut artifacts = Vec::with_capacity(stems.len());
-            let mut described = Vec::with_capacity(stems.len());
-            for stem in &stems {
-                let file = stem
-                    .path
-                    .file_name()
-                    .and_then(|f| f.to_str())
-                    .ok_or_else(|| internal("stem", &"a stem file without a name"))?
-                    .to_owned();
-                artifacts.push(ChildArtifact {
-                    file,
-                    name: download_name(&format!("{}-{}", task.output_name, stem.stem), ext),
-                    content_type: options.format.content_type().into(),
-                });
-                described.push(serde_json::json!({
-                    "stem": stem.stem,
-                    "sample_rate": stem.sample_rate,
-                    "channels": stem.channels,
-                    "frames": stem.frames,
-                    "duration_secs": stem.frames as f64 / f64::from(stem.sample_rate.max(1)),
-                }));
-            }
-            let audio_seconds = stems
-                .first()
-                .map_or(0.0, |s| s.frames as f64 / f64::from(s.sample_rate.max(1)));
-            Ok(ChildMessage::Succeeded {
-                artifacts,
-                result: Some(serde_json::json!({
-                    "model": options.model,
-                    "stems": described,
-                })),
-                audio_seconds,
-            })
-        }
-        Operation::Download(options) => {
-            let source = task.source.clone().unwrap_or_default();
-            let described = serde_json::to_value(&source).map_err(|e| internal("result", &e))?;
-            match &options.convert {
-                Some(convert) => {
-                    let ext = convert.format.extension();
-                    let file = format!("output.{ext}");
-                    let tags = audiomill_media::tags::Tags {
-                        title: source.title.clone(),
-                        artist: source.uploader.clone(),
-                        ..Default::default()
-                    };
-                    let info = audiomill_media::convert_tagged(
-                        &task.input,
-                        &task.output_dir.join(&file),
-                        convert,
-                        &task.limits,
-                        &tags,
-                        progress,
-                    )
-                    .map_err(engine_error)?;
-                    Ok(ChildMessage::Succeeded {
-                        artifacts: vec![ChildArtifact {
-                            file,
-                            name: download_name(&task.output_name, ext),
-                            content_type: convert.format.content_type().into(),
-                        }],
-                        result: Some(serde_json::json!({
-                            "source": described,
-                            "media": info.media,
-                            "normalization": info.normalization,
-                        })),
-                        audio_seconds: info.media.duration_secs.unwrap_or(0.0),
-                    })
-                }
-                None => {
-                    // Kept as it came, once it probes as audio the engine reads.
-                    let info =
-                        audiomill_media::probe(&task.input, &task.limits).map_err(engine_error)?;
-                    let (ext, content_type) =
-                        audiomill_core::media::stored_type(&info.container, &info.codec)
-                            .ok_or_else(|| {
-                                JobError::new(
-                                    ErrorCode::UnsupportedFormat,
-                                    format!(
-                                "{} audio cannot be kept as it is; give a format to convert it",
-                                info.container
-                            ),
-                                )
-                            })?;
-                    let file = format!("output.{ext}");
-                    std::fs::rename(&task.input, task.output_dir.join(&file))
-                        .map_err(|e| internal("moving the download", &e))?;
-                    progress(1.0);
-                    Ok(ChildMessage::Succeeded {
-                        artifacts: vec![ChildArtifact {
-                            file,
-                            name: download_name(&task.output_name, ext),
-                            content_type: content_type.into(),
-                        }],
-                        result: Some(serde_json::json!({ "source": described, "media": info })),
-                        audio_seconds: info.duration_secs.unwrap_or(0.0),
-                    })
-                }
-            }
-        }
-        Operation::Analyze(options) => {
-            let analysis = audiomill_media::analyze(&task.input, &options, &task.limits, progress)
-                .map_err(engine_error)?;
-            // The JSON text, not `to_value`: f32 waveform values print short from the text.
-            let compact = serde_json::to_vec(&analysis).map_err(|e| internal("result", &e))?;
-            let mut result: serde_json::Value =
-                serde_json::from_slice(&compact).map_err(|e| internal("result", &e))?;
-            let large = compact.len() > MAX_INLINE_RESULT_BYTES;
-            let mut bytes = if large {
-                compact
-            } else {
-                serde_json::to_vec_pretty(&result).map_err(|e| internal("result", &e))?
-            };
-            bytes.push(b'\n');
-            let file = "analysis.json".to_owned();
-            std::fs::write(task.output_dir.join(&file), bytes)
-                .map_err(|e| internal("writing the report", &e))?;
-            if large {
-                // The overview stays in the file; the job's result line must stay small.
-                result["waveform"] = serde_json::Value::Null;
-            }
-            let mut artifacts = vec![ChildArtifact {
-                file,
-                name: download_name(&task.output_name, "json"),
-                content_type: "application/json".into(),
-            }];
-            if let (true, Some(waveform)) = (options.waveform_png, &analysis.waveform) {
-                let (width, height) =
-                    audiomill_media::waveform::default_png_size(waveform.channels);
-                let png = audiomill_media::render_waveform_png(waveform, width, height);
-                let file = "waveform.png".to_owned();
-                std::fs::write(task.output_dir.join(&file), png)
-                    .map_err(|e| internal("writing the waveform", &e))?;
-                artifacts.push(ChildArtifact {
-                    file,
-                    name: download_name(&task.output_name, "png"),
-                    content_type: "image/png".into(),
-                });
-            }
-            Ok(ChildMessage::Succeeded {
-                artifacts,
-                result: Some(result),
-                audio_seconds: analysis.duration_secs,
-            })
-        }
-    }
-}
-
-/// `base.ext`, unless `base` already ends in `.ext`.
-fn download_name(base: &str, ext: &str) -> String {
-    let suffix = format!(".{ext}");
-    if base.len() > suffix.len() && base.to_ascii_lowercase().ends_with(&suffix) {
-        base.to_owned()
-    } else {
-        format!("{base}{suffix}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,8 +104,7 @@ mod tests {
 
     fn task(operation: OperationKind, options: serde_json::Value) -> ChildTask {
         ChildTask {
-            operation,
-            options,
+            operation: audiomill_core::Operation::from_parts(operation, &options).unwrap(),
             input: "/nonexistent/input".into(),
             output_dir: "/nonexistent/out".into(),
             output_name: "output".into(),
@@ -352,34 +115,12 @@ mod tests {
     }
 
     #[test]
-    fn invalid_options_are_invalid_input() {
-        let bad = task(
-            OperationKind::Convert,
-            serde_json::json!({"format": "wav", "bitrate": 128}),
-        );
-        let error = run_task(&bad, &mut |_| {}).unwrap_err();
-        assert_eq!(error.code, ErrorCode::InvalidInput);
-        assert!(error.message.contains("bitrate"));
-    }
-
-    #[test]
     fn engine_errors_are_reported_not_thrown() {
         // Whatever the engine says about a missing input, it is a reported error, never a panic,
         // and its message carries no path.
         let missing = task(OperationKind::Analyze, serde_json::Value::Null);
-        let error = run_task(&missing, &mut |_| {}).unwrap_err();
+        let error = crate::ops::run_in_child(&missing, &mut |_| {}).unwrap_err();
         assert!(!error.message.contains("/nonexistent"), "{error:?}");
-    }
-
-    #[test]
-    fn download_names() {
-        assert_eq!(download_name("output", "mp3"), "output.mp3");
-        assert_eq!(download_name("song.MP3", "mp3"), "song.MP3");
-        assert_eq!(download_name("song.wav", "mp3"), "song.wav.mp3");
-        assert_eq!(
-            download_name("my (live) take", "json"),
-            "my (live) take.json"
-        );
     }
 
     #[test]
@@ -399,6 +140,7 @@ mod tests {
 mod engine_tests {
     //! The child against the real engine, on a generated WAV file.
     use super::*;
+    use crate::protocol::ChildArtifact;
     use audiomill_core::{Limits, OperationKind};
 
     /// One second of a 440 Hz sine, 16-bit mono at 8 kHz.
@@ -438,8 +180,7 @@ mod engine_tests {
         std::fs::create_dir_all(dir.join("out")).unwrap();
         write_wav(&dir.join("input"));
         ChildTask {
-            operation,
-            options,
+            operation: audiomill_core::Operation::from_parts(operation, &options).unwrap(),
             input: dir.join("input"),
             output_dir: dir.join("out"),
             output_name: "tone".into(),
@@ -458,7 +199,7 @@ mod engine_tests {
             serde_json::json!({"format": "flac"}),
         );
         let mut fractions = Vec::new();
-        let message = run_task(&task, &mut |f| fractions.push(f)).unwrap();
+        let message = crate::ops::run_in_child(&task, &mut |f| fractions.push(f)).unwrap();
         let ChildMessage::Succeeded {
             artifacts,
             result,
@@ -484,7 +225,7 @@ mod engine_tests {
     fn analyzes() {
         let dir = tempfile::tempdir().unwrap();
         let task = task_in(dir.path(), OperationKind::Analyze, serde_json::Value::Null);
-        let message = run_task(&task, &mut |_| {}).unwrap();
+        let message = crate::ops::run_in_child(&task, &mut |_| {}).unwrap();
         let ChildMessage::Succeeded {
             artifacts, result, ..
         } = message
@@ -510,7 +251,7 @@ mod engine_tests {
         let dir = tempfile::tempdir().unwrap();
         let options = serde_json::json!({"waveform_buckets": 100, "waveform_png": true});
         let task = task_in(dir.path(), OperationKind::Analyze, options);
-        let message = run_task(&task, &mut |_| {}).unwrap();
+        let message = crate::ops::run_in_child(&task, &mut |_| {}).unwrap();
         let ChildMessage::Succeeded {
             artifacts, result, ..
         } = message
@@ -542,7 +283,7 @@ mod engine_tests {
         let dir = tempfile::tempdir().unwrap();
         let options = serde_json::json!({"waveform_buckets": 100_000});
         let task = task_in(dir.path(), OperationKind::Analyze, options);
-        let message = run_task(&task, &mut |_| {}).unwrap();
+        let message = crate::ops::run_in_child(&task, &mut |_| {}).unwrap();
         let line = serde_json::to_string(&message).unwrap();
         assert!(
             line.len() < crate::protocol::MAX_LINE_BYTES,
@@ -570,7 +311,7 @@ mod engine_tests {
         let dir = tempfile::tempdir().unwrap();
         let task = task_in(dir.path(), OperationKind::Analyze, serde_json::Value::Null);
         std::fs::write(&task.input, b"this is not audio at all").unwrap();
-        let error = run_task(&task, &mut |_| {}).unwrap_err();
+        let error = crate::ops::run_in_child(&task, &mut |_| {}).unwrap_err();
         assert!(!error.code.is_retryable(), "{error:?}");
     }
 }

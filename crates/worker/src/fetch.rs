@@ -8,9 +8,9 @@
 //! file at the job's input path; whether it is audio is the child's to find out (it probes it
 //! before anything else).
 
+use crate::errors::internal;
 use crate::jobdir::JobDir;
 use crate::protocol::SourceMeta;
-use crate::runner::internal;
 use crate::WorkerConfig;
 use audiomill_core::{ErrorCode, InputUrl, JobError, Limits};
 use audiomill_net::{
@@ -268,107 +268,9 @@ fn ytdlp_error(error: YtDlpError, limit: u64) -> JobError {
     }
 }
 
-/// The base of a download name from a file name: without its extension (`my song.wav` →
-/// `my song`), made safe like a title.
-pub(crate) fn name_from_file(file: &str) -> Option<String> {
-    let base = match file.rsplit_once('.') {
-        Some((stem, ext))
-            if !stem.is_empty()
-                && (1..=5).contains(&ext.len())
-                && ext.chars().all(|c| c.is_ascii_alphanumeric()) =>
-        {
-            stem
-        }
-        _ => file,
-    };
-    name_from_title(base)
-}
-
-/// The base of a download name from a direct link: its last path segment, percent-decoded,
-/// without its extension (`https://host/music/My%20Song.mp3?x=1` → `My Song`).
-pub(crate) fn name_from_url(url: &str) -> Option<String> {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let path = rest.split(['?', '#']).next().unwrap_or("");
-    // Nothing after the host: the link names no file.
-    let (_, path) = path.split_once('/')?;
-    let segment = path.rsplit('/').next().unwrap_or("");
-    name_from_file(&audiomill_core::text::percent_decoded(segment, false))
-}
-
-/// A download name from a title: the characters an `output.name` may hold, others turned to
-/// spaces, at most 100 characters; `None` when nothing usable is left.
-pub(crate) fn name_from_title(title: &str) -> Option<String> {
-    let kept: String = title
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || "-_.()".contains(c) {
-                c
-            } else {
-                ' '
-            }
-        })
-        .collect();
-    let words: Vec<&str> = kept.split_whitespace().collect();
-    let mut name: String = words.join(" ").chars().take(100).collect();
-    name = name.trim_start_matches(['.', ' ']).trim_end().to_owned();
-    (!name.is_empty()).then_some(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_from_titles() {
-        assert_eq!(
-            name_from_title("Artist - Song (Live) [HD] | 2024").as_deref(),
-            Some("Artist - Song (Live) HD 2024")
-        );
-        assert_eq!(
-            name_from_title("../../etc/passwd").as_deref(),
-            Some("etc passwd")
-        );
-        assert_eq!(name_from_title("   ///   "), None);
-        assert_eq!(
-            name_from_title(&"é".repeat(300)).map(|n| n.chars().count()),
-            Some(100)
-        );
-    }
-
-    #[test]
-    fn names_from_files_and_links() {
-        assert_eq!(name_from_file("my song.wav").as_deref(), Some("my song"));
-        assert_eq!(name_from_file("take.2.flac").as_deref(), Some("take.2"));
-        assert_eq!(
-            name_from_file("song-vocals.flac").as_deref(),
-            Some("song-vocals")
-        );
-        assert_eq!(
-            name_from_file("no extension").as_deref(),
-            Some("no extension")
-        );
-        assert_eq!(name_from_file(".wav").as_deref(), Some("wav"));
-        assert_eq!(name_from_file("a.b c"), Some("a.b c".into()));
-        assert_eq!(
-            name_from_url("https://cdn.example/music/My%20Song%20%28Live%29.mp3?sig=1#t")
-                .as_deref(),
-            Some("My Song (Live)")
-        );
-        assert_eq!(
-            name_from_url("http://127.0.0.1:8080/a.wav").as_deref(),
-            Some("a")
-        );
-        assert_eq!(name_from_url("https://host.example/"), None);
-        assert_eq!(name_from_url("https://host.example"), None);
-        assert_eq!(
-            name_from_url("https://host.example/%2e%2e%2fetc%2fpasswd").as_deref(),
-            Some("etc passwd")
-        );
-        assert_eq!(
-            name_from_url("https://host.example/%ff%fe.mp3").as_deref(),
-            None
-        );
-    }
 
     #[test]
     fn refusals_map_to_stable_codes() {

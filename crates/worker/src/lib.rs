@@ -31,16 +31,24 @@
 //! [`Store`]: audiomill_store::Store
 //! [`BlobStore`]: audiomill_blob::BlobStore
 
+mod attempt;
 mod backoff;
 mod child;
+mod conclude;
 mod config;
+mod errors;
 mod fetch;
+mod input;
 mod jobdir;
+mod lease;
 mod metrics;
+mod names;
+mod ops;
 pub mod protocol;
 mod reaper;
 mod runner;
 mod sandbox;
+mod supervise;
 mod worker;
 
 #[cfg(test)]

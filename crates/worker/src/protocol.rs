@@ -15,7 +15,7 @@
 //! signal, a non-zero exit, no final line, a malformed line) is judged by the parent from the
 //! exit status.
 
-use audiomill_core::{JobError, Limits, OperationKind};
+use audiomill_core::{JobError, Limits, Operation};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -25,13 +25,15 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 pub const MAX_ARTIFACTS: usize = 16;
 
 /// What the child is asked to do.
+///
+/// The operation travels typed, as `"operation": "convert", "options": {…}`: the worker read
+/// it once from the job's row, and the child reads it from here, without checking the values
+/// again (they were validated when the job was accepted).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ChildTask {
-    /// The operation.
-    pub operation: OperationKind,
-    /// Its options, as stored (`Operation::options_json`); parsed again by the child.
-    pub options: serde_json::Value,
+    /// The operation with its options.
+    #[serde(flatten)]
+    pub operation: Operation,
     /// The input file (inside the job directory, always named `input`).
     pub input: PathBuf,
     /// Where outputs go (an empty directory inside the job directory).
@@ -120,8 +122,11 @@ mod tests {
     #[test]
     fn task_round_trips() {
         let task = ChildTask {
-            operation: OperationKind::Convert,
-            options: json!({"format": "mp3", "bitrate": 320}),
+            operation: Operation::from_parts(
+                audiomill_core::OperationKind::Convert,
+                &json!({"format": "mp3", "bitrate": 320}),
+            )
+            .unwrap(),
             input: "/tmp/jobs/job_x-1/input".into(),
             output_dir: "/tmp/jobs/job_x-1/out".into(),
             output_name: "my song".into(),
@@ -131,6 +136,7 @@ mod tests {
         };
         let text = serde_json::to_string(&task).unwrap();
         assert!(text.contains(r#""operation":"convert""#));
+        assert!(text.contains(r#""options":{"#), "{text}");
         assert_eq!(serde_json::from_str::<ChildTask>(&text).unwrap(), task);
     }
 

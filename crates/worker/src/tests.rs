@@ -2,13 +2,14 @@
 //! `audiomill __run-job`), the real SQLite store on a temp file and a real local blob store;
 //! and of the reaper.
 
+use crate::attempt::Shared;
 use crate::metrics::Outcome;
-use crate::runner::{run_job, Shared};
+use crate::runner::run_job;
 use crate::{reap_expired, ChildLimits, Worker, WorkerConfig, WorkerMetrics};
 use audiomill_blob::{BlobKey, BlobStore, LocalBlobStore};
 use audiomill_core::{
-    AccountId, ArtifactId, ErrorCode, InputRef, JobId, JobState, MediaInfo, OperationKind,
-    OutputSpec, UploadId,
+    AccountId, ArtifactId, ErrorCode, InputRef, JobId, JobState, MediaInfo, Operation,
+    OperationKind, OutputSpec, UploadId,
 };
 use audiomill_store::{
     AccountStore, Artifact, ClaimedJob, FileStore, InsertJob, Job, JobFilter, JobStore, NewJob,
@@ -111,8 +112,8 @@ impl Harness {
                 NewJob {
                     id,
                     account_id: account,
-                    operation,
-                    options,
+                    // By shape only: a test may queue options that today's rules refuse.
+                    operation: Operation::from_stored(operation, &options).unwrap(),
                     input,
                     output: OutputSpec {
                         name: output_name.map(Into::into),
@@ -300,6 +301,35 @@ async fn a_successful_child_yields_artifacts_in_blob_storage() {
     // Progress reached the store with a heartbeat.
     let seen = watcher.await.unwrap();
     assert!(seen.contains(&0.5), "{seen:?}");
+}
+
+/// A job accepted under rules that have since been tightened still runs: the worker reads
+/// stored options by their shape, and hands them to the child as they were accepted.
+#[tokio::test]
+async fn a_job_queued_before_a_rule_tightened_still_runs() {
+    let h = Harness::new(
+        r#"task=$(cat)
+case "$task" in *'"operation":"convert","options":{'*'"bitrate":100'*) ;; *) exit 11 ;; esac
+printf abc > out/output.mp3
+echo '{"type":"succeeded","artifacts":[{"file":"output.mp3","name":"a.mp3","content_type":"audio/mpeg"}],"result":null,"audio_seconds":1}'"#,
+    )
+    .await;
+    // 100 kbit/s is not an MP3 rate today: a new request with it is refused.
+    let options = serde_json::json!({"format": "mp3", "bitrate": 100});
+    assert!(Operation::from_parts(OperationKind::Convert, &options).is_err());
+    let upload = h.upload(h.account).await;
+    let id = h
+        .queue(
+            h.account,
+            OperationKind::Convert,
+            options,
+            InputRef::Upload(upload),
+            None,
+        )
+        .await;
+    let claimed = h.claim().await;
+    assert_eq!(h.run(claimed).await, Outcome::Succeeded);
+    assert_eq!(h.row(id).await.state, JobState::Succeeded);
 }
 
 #[tokio::test]
@@ -757,8 +787,11 @@ async fn reaper_deletes_expired_rows_and_bytes() {
             NewJob {
                 id: job_id,
                 account_id: account,
-                operation: OperationKind::Convert,
-                options: serde_json::json!({"format": "wav"}),
+                operation: Operation::from_stored(
+                    OperationKind::Convert,
+                    &serde_json::json!({"format": "wav"}),
+                )
+                .unwrap(),
                 input: InputRef::Upload(uploads[2].0),
                 output: OutputSpec::default(),
                 input_seconds: Some(1.0),
@@ -935,9 +968,15 @@ async fn a_playlist_becomes_one_download_job_per_accepted_item() {
         ],
         truncated: true,
     };
-    let outcome = crate::runner::expand(
+    let audiomill_core::Operation::Download(options) =
+        audiomill_core::Operation::from_stored(parent.job.operation, &parent.job.options).unwrap()
+    else {
+        panic!("not a download")
+    };
+    let outcome = crate::ops::download::expand(
         &h.shared(),
         &parent,
+        &options,
         &audiomill_core::PlanLimits::default(),
         list,
     )

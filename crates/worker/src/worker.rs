@@ -1,6 +1,7 @@
 //! The queue loop.
 
-use crate::runner::{run_job, Shared};
+use crate::attempt::Shared;
+use crate::runner::run_job;
 use crate::{WorkerConfig, WorkerMetrics};
 use audiomill_blob::BlobStore;
 use audiomill_store::Store;

@@ -119,8 +119,7 @@ pub async fn submit(
     let new = NewJob {
         id: JobId::new(),
         account_id: tenant.account,
-        operation: spec.operation.kind(),
-        options: spec.operation.options_json(),
+        operation: spec.operation,
         input: spec.input,
         output: spec.output,
         input_seconds,
