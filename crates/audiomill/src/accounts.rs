@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context};
 use audiomill_core::{OperationKind, PlanLimits, PlanName};
-use audiomill_store::{AccountStore, StoreError};
+use audiomill_server::service::admin::{self, AdminError};
 use std::process::ExitCode;
 
 use crate::cli::{AccountCommand, PlanArgs, PlanCommand};
@@ -29,9 +29,9 @@ pub async fn plan(config: &Config, command: PlanCommand) -> anyhow::Result<ExitC
                 }
             }
             let limits = apply(PlanLimits::default(), limits)?;
-            match store.create_plan(&name, &limits).await {
+            match admin::create_plan(&store, &name, &limits).await {
                 Ok(_) => eprintln!("created plan {name}"),
-                Err(StoreError::Conflict(_)) => {
+                Err(AdminError::Conflict(_)) => {
                     bail!("plan {name} exists; change it with `audiomill plan update {name}`")
                 }
                 Err(e) => return Err(e.into()),
@@ -39,16 +39,15 @@ pub async fn plan(config: &Config, command: PlanCommand) -> anyhow::Result<ExitC
         }
         PlanCommand::Update { name, limits } => {
             let name = plan_name(&name)?;
-            let current = store
-                .list_plans()
-                .await?
-                .into_iter()
-                .find(|p| p.name == name)
-                .with_context(|| format!("no plan {name}; see `audiomill plan list`"))?;
+            let current = match admin::plan(&store, &name).await {
+                Ok(plan) => plan,
+                Err(AdminError::NotFound(_)) => {
+                    bail!("no plan {name}; see `audiomill plan list`")
+                }
+                Err(e) => return Err(e.into()),
+            };
             let limits = apply(current.limits, limits)?;
-            if !store.update_plan(&name, &limits).await? {
-                bail!("no plan {name}");
-            }
+            admin::update_plan(&store, &name, &limits).await?;
             eprintln!("updated plan {name}");
         }
         PlanCommand::List => {
@@ -65,7 +64,7 @@ pub async fn plan(config: &Config, command: PlanCommand) -> anyhow::Result<ExitC
                 "ARTIFACTS_H"
             );
             let server = config.server_retention();
-            for plan in store.list_plans().await? {
+            for plan in admin::list_plans(&store).await? {
                 let l = &plan.limits;
                 let kept = l.retention(server);
                 let ops: Vec<&str> = l.allowed_operations.iter().map(|o| o.as_str()).collect();
@@ -91,15 +90,14 @@ pub async fn account(config: &Config, command: AccountCommand) -> anyhow::Result
     let store = crate::serve::open_store(config).await?;
     match command {
         AccountCommand::Create { name, plan } => {
-            let name = account_name(&name)?;
             let plan = plan_name(&plan)?;
-            match store.create_account(&name, Some(&plan)).await {
+            match admin::create_account(&store, &name, &plan).await {
                 Ok(account) => {
-                    eprintln!("created account {name} on plan {plan}");
+                    eprintln!("created account {} on plan {plan}", account.name);
                     println!("{}", account.id);
                 }
-                Err(StoreError::Conflict(_)) => bail!("account {name} exists"),
-                Err(StoreError::NotFound(_)) => {
+                Err(AdminError::Conflict(_)) => bail!("account {name} exists"),
+                Err(AdminError::NotFound(_)) => {
                     bail!("no plan {plan}; create it with `audiomill plan create {plan} …`")
                 }
                 Err(e) => return Err(e.into()),
@@ -107,20 +105,18 @@ pub async fn account(config: &Config, command: AccountCommand) -> anyhow::Result
         }
         AccountCommand::SetPlan { name, plan } => {
             let plan = plan_name(&plan)?;
-            let account = store
-                .account_by_name(&name)
-                .await?
-                .with_context(|| format!("no account {name:?}"))?;
-            match store.set_account_plan(account.id, &plan).await {
-                Ok(true) => eprintln!("account {name} is now on plan {plan}"),
-                Ok(false) => bail!("no account {name:?}"),
-                Err(StoreError::NotFound(_)) => bail!("no plan {plan}"),
+            match admin::set_account_plan(&store, &name, &plan).await {
+                Ok(()) => eprintln!("account {name} is now on plan {plan}"),
+                Err(AdminError::NotFound("account")) => {
+                    bail!("no account {name:?}")
+                }
+                Err(AdminError::NotFound(_)) => bail!("no plan {plan}"),
                 Err(e) => return Err(e.into()),
             }
         }
         AccountCommand::List => {
             println!("{:<32} {:<16} NAME", "ID", "PLAN");
-            for account in store.list_accounts().await? {
+            for account in admin::list_accounts(&store).await? {
                 let plan = account
                     .plan
                     .map_or_else(|| PlanName::DEFAULT.to_owned(), |p| p.as_str().to_owned());
@@ -138,13 +134,6 @@ pub async fn account(config: &Config, command: AccountCommand) -> anyhow::Result
 
 fn plan_name(text: &str) -> anyhow::Result<PlanName> {
     PlanName::parse(text).map_err(|e| anyhow::anyhow!("{e}"))
-}
-
-fn account_name(text: &str) -> anyhow::Result<String> {
-    Ok(audiomill_server::service::admin::check_name(
-        "an account name",
-        text,
-    )?)
 }
 
 /// `limits` with every flag given set.
@@ -196,6 +185,5 @@ fn apply(mut limits: PlanLimits, args: PlanArgs) -> anyhow::Result<PlanLimits> {
     if let Some(n) = args.max_playlist_items {
         limits.max_playlist_items = n;
     }
-    limits.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(limits)
 }

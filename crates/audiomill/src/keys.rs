@@ -3,7 +3,6 @@
 use anyhow::bail;
 use audiomill_core::{KeyId, Scope};
 use audiomill_server::service::admin;
-use audiomill_store::KeyStore;
 use chrono::Utc;
 use std::process::ExitCode;
 
@@ -29,7 +28,7 @@ pub async fn run(config: &Config, command: KeyCommand) -> anyhow::Result<ExitCod
             println!("{}", made.key.expose());
         }
         KeyCommand::List => {
-            let keys = store.list_keys().await?;
+            let keys = admin::list_keys(&store).await?;
             println!(
                 "{:<32} {:<14} {:<24} {:<10} {:<28} NAME",
                 "ID", "PREFIX", "CREATED", "STATE", "SCOPES"
@@ -64,8 +63,7 @@ pub async fn run(config: &Config, command: KeyCommand) -> anyhow::Result<ExitCod
             let id: KeyId = id.parse().map_err(|_| {
                 anyhow::anyhow!("{id:?} is not a key id (key_…); see `audiomill key list`")
             })?;
-            let until = Utc::now() + chrono::Duration::hours(i64::from(expire_old_in_hours));
-            let (record, key) = admin::rotate_key(&store, id, until).await?;
+            let (record, key, until) = admin::rotate_key(&store, id, expire_old_in_hours).await?;
             eprintln!(
                 "created {} to replace {id}, which stops working at {}; the key is shown only now:",
                 record.id,
@@ -77,10 +75,11 @@ pub async fn run(config: &Config, command: KeyCommand) -> anyhow::Result<ExitCod
             let id: KeyId = id.parse().map_err(|_| {
                 anyhow::anyhow!("{id:?} is not a key id (key_…); see `audiomill key list`")
             })?;
-            if !store.revoke_key(id, Utc::now()).await? {
-                bail!("no active key {id}");
+            match admin::revoke_key(&store, id).await {
+                Ok(()) => eprintln!("revoked {id}"),
+                Err(admin::AdminError::NotFound(_)) => bail!("no active key {id}"),
+                Err(e) => return Err(e.into()),
             }
-            eprintln!("revoked {id}");
         }
     }
     Ok(ExitCode::SUCCESS)

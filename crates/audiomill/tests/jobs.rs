@@ -597,3 +597,78 @@ async fn a_replayed_multipart_job_stores_its_file_once() {
     use audiomill_store::FileStore;
     assert_eq!(store.all_blob_keys().await.unwrap().len(), 2);
 }
+
+/// Peak resident memory of a process, in bytes (`VmHWM`).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// A multipart `spec` part far over the JSON cap is refused with `413` as it streams in:
+/// the server never holds it (its peak memory does not grow by the part's size), and nothing
+/// is stored.
+#[tokio::test]
+async fn an_oversized_spec_part_is_refused_without_buffering_it() {
+    use std::io::{Read, Write};
+    let server = TestServer::start().await;
+    // Warm up the paths a job submission takes.
+    let r = server.get("/v1/jobs").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let pid = server.child.id();
+    let before = peak_rss(pid);
+
+    const PART: usize = 64 << 20;
+    let boundary = "audiomill-test-boundary";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"spec\"\r\n\r\n{{\"operation\":\"analyze\",\"output\":{{\"name\":\""
+    );
+    let tail = format!("\"}}}}\r\n--{boundary}--\r\n");
+    let length = head.len() + PART + tail.len();
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    let request = format!(
+        "POST /v1/jobs HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {length}\r\n\r\n",
+        server.key
+    );
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let chunk = vec![b'a'; 64 * 1024];
+        let _ = writer.write_all(request.as_bytes());
+        let _ = writer.write_all(head.as_bytes());
+        let mut sent = 0;
+        while sent < PART {
+            if writer.write_all(&chunk).is_err() {
+                return sent;
+            }
+            sent += chunk.len();
+        }
+        let _ = writer.write_all(tail.as_bytes());
+        sent
+    });
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed before an answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let status_line = String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(status_line.contains(" 413 "), "{status_line}");
+    drop(stream);
+    let sent = sender.join().unwrap();
+    assert!(sent < PART, "the server read the whole part");
+    let grew = peak_rss(pid).saturating_sub(before);
+    assert!(grew < 16 << 20, "peak memory grew by {grew} bytes");
+    assert!(server.stored_files().is_empty());
+    assert!(server.temp_files().is_empty(), "{:?}", server.temp_files());
+}

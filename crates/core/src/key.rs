@@ -8,7 +8,6 @@
 //! display prefix.
 
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 const PREFIX: &str = "am_";
 const SECRET_BYTES: usize = 32;
@@ -70,17 +69,13 @@ impl ApiKey {
 
     /// Hex SHA-256 of the key: what the store keeps and looks up.
     pub fn hash(&self) -> String {
-        hex(&Sha256::digest(self.0.as_bytes()))
+        crate::digest::sha256_hex(self.0.as_bytes())
     }
 
     /// The first characters of the key, to tell keys apart in listings.
     pub fn display_prefix(&self) -> &str {
         &self.0[..DISPLAY_PREFIX_LEN]
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Fixed-width big-endian base62 of `bytes`.

@@ -9,7 +9,9 @@
 //! other crate depends on this one, so it stays small and free of I/O. User input is parsed into
 //! these types at the edge (HTTP, CLI); past that point the rest of the code trusts them.
 
+pub mod digest;
 pub mod error;
+pub mod format;
 pub mod id;
 pub mod job;
 pub mod json;
@@ -21,6 +23,7 @@ pub mod plan;
 pub mod separation;
 pub mod source;
 pub mod text;
+pub mod validate;
 
 pub use error::{ErrorCode, JobError};
 pub use id::{AccountId, ArtifactId, IdError, JobId, KeyId, UploadId};
@@ -28,8 +31,8 @@ pub use job::{JobState, ParseStateError};
 pub use limits::Limits;
 pub use media::MediaInfo;
 pub use operation::{
-    AnalyzeOptions, AudioFormat, ConvertOptions, DownloadOptions, InputRef, JobRequest, JobSpec,
-    Normalize, Operation, OperationKind, OutputSpec, SampleFormat, SpecError, TrimSilence,
+    AnalyzeOptions, AudioFormat, ConvertOptions, DownloadOptions, InputRef, JobDraft, JobRequest,
+    JobSpec, Normalize, Operation, OperationKind, OutputSpec, SampleFormat, SpecError, TrimSilence,
 };
 pub use plan::{period_end, usage_period, PlanError, PlanLimits, PlanName, Retention, Scope};
 pub use separation::{ModelName, SeparateOptions, StemName};

@@ -6,16 +6,17 @@
 //! unchecked option. Adding an operation is: a variant here with its options type, an engine
 //! function, and one match arm in the worker.
 
+use crate::format::check_encoding;
+pub use crate::format::{
+    AudioFormat, SampleFormat, MP3_BITRATES, MP3_SAMPLE_RATES, OPUS_BITRATES, OUTPUT_SAMPLE_RATES,
+};
 use crate::json::from_value;
 use crate::separation::SeparateOptions;
+use crate::validate::in_range;
+pub use crate::validate::SpecError;
 use crate::{ArtifactId, InputUrl, MediaInfo, UploadId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-
-/// Why a job spec was refused. The message is safe to return to the client.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct SpecError(pub String);
 
 /// The name of an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -189,69 +190,6 @@ struct RawAnalyzeOptions {
     tempo: Option<bool>,
 }
 
-/// Checks that an optional number lies in a closed range (and is finite).
-pub(crate) fn in_range(
-    name: &str,
-    value: Option<f64>,
-    min: f64,
-    max: f64,
-) -> Result<(), SpecError> {
-    match value {
-        Some(v) if !(v.is_finite() && (min..=max).contains(&v)) => {
-            Err(SpecError(format!("{name} must be between {min} and {max}")))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Checks the encoder options of an output in `format`: bit rate or VBR quality for the lossy
-/// formats, sample format for the PCM ones. Shared by every operation that writes audio.
-pub(crate) fn check_encoding(
-    format: AudioFormat,
-    bitrate: Option<u32>,
-    quality: Option<u8>,
-    sample_format: Option<SampleFormat>,
-) -> Result<(), SpecError> {
-    let ext = format.extension();
-    match (format, bitrate, quality) {
-        (_, Some(_), Some(_)) => {
-            return Err(SpecError(
-                "give bitrate (CBR) or quality (VBR), not both".into(),
-            ))
-        }
-        (AudioFormat::Mp3, Some(b), None) if !MP3_BITRATES.contains(&b) => {
-            return Err(SpecError(format!(
-                "bitrate {b} is not an MP3 bit rate; expected one of {MP3_BITRATES:?} (kbit/s)"
-            )))
-        }
-        (AudioFormat::Mp3, None, Some(q)) if q > 9 => {
-            return Err(SpecError("quality must be 0 (best) to 9 for mp3".into()))
-        }
-        (AudioFormat::Opus, Some(b), None) if !OPUS_BITRATES.contains(&b) => {
-            return Err(SpecError(format!(
-                "bitrate {b} is outside Opus's range of 6 to 510 kbit/s"
-            )))
-        }
-        (AudioFormat::Opus, None, Some(_)) => {
-            return Err(SpecError("opus takes bitrate, not quality".into()))
-        }
-        (AudioFormat::Wav | AudioFormat::Flac, Some(_), _)
-        | (AudioFormat::Wav | AudioFormat::Flac, _, Some(_)) => {
-            return Err(SpecError(format!(
-                "bitrate and quality apply to mp3 and opus; {ext} is lossless"
-            )))
-        }
-        _ => {}
-    }
-    match (format, sample_format) {
-        (AudioFormat::Wav, _) | (_, None) => Ok(()),
-        (AudioFormat::Flac, Some(SampleFormat::S16 | SampleFormat::S24)) => Ok(()),
-        (_, Some(_)) => Err(SpecError(format!(
-            "sample_format applies to wav (s16, s24, f32) and flac (s16, s24), not {ext}"
-        ))),
-    }
-}
-
 impl From<RawAnalyzeOptions> for AnalyzeOptions {
     fn from(raw: RawAnalyzeOptions) -> Self {
         let d = AnalyzeOptions::default();
@@ -289,88 +227,6 @@ impl AnalyzeOptions {
 
 // Equality on f64 fields: options are compared only in tests and idempotency of parsing.
 impl Eq for AnalyzeOptions {}
-
-/// An output audio format the engine can write. Formats it cannot write (AAC, Vorbis, …) are
-/// refused when the job is submitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AudioFormat {
-    /// RIFF WAVE: 16- or 24-bit integer or 32-bit float PCM.
-    Wav,
-    /// FLAC, lossless (16 or 24 bits).
-    Flac,
-    /// MPEG-1/2 Layer III, CBR (`bitrate`) or VBR (`quality`).
-    Mp3,
-    /// Opus in Ogg, always at 48 kHz.
-    Opus,
-}
-
-impl AudioFormat {
-    /// Every format, in the order help texts list them.
-    pub const ALL: [AudioFormat; 4] = [
-        AudioFormat::Wav,
-        AudioFormat::Flac,
-        AudioFormat::Mp3,
-        AudioFormat::Opus,
-    ];
-
-    /// The format a file name's extension stands for (any case): its own extension, and `ogg`
-    /// or `oga` for Opus, the only audio written in Ogg.
-    pub fn from_extension(ext: &str) -> Option<Self> {
-        match ext.to_ascii_lowercase().as_str() {
-            "ogg" | "oga" => Some(AudioFormat::Opus),
-            ext => Self::ALL.into_iter().find(|f| f.extension() == ext),
-        }
-    }
-
-    /// File extension, without the dot.
-    pub fn extension(self) -> &'static str {
-        match self {
-            AudioFormat::Wav => "wav",
-            AudioFormat::Flac => "flac",
-            AudioFormat::Mp3 => "mp3",
-            AudioFormat::Opus => "opus",
-        }
-    }
-
-    /// MIME type of files in this format.
-    pub fn content_type(self) -> &'static str {
-        match self {
-            AudioFormat::Wav => "audio/wav",
-            AudioFormat::Flac => "audio/flac",
-            AudioFormat::Mp3 => "audio/mpeg",
-            AudioFormat::Opus => "audio/ogg; codecs=opus",
-        }
-    }
-}
-
-/// Sample format of PCM output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SampleFormat {
-    /// 16-bit signed integer.
-    S16,
-    /// 24-bit signed integer.
-    S24,
-    /// 32-bit IEEE float (WAV only).
-    F32,
-}
-
-/// MP3 bit rates (kbit/s) that LAME can write in CBR mode for MPEG-1 and MPEG-2 layer III.
-pub const MP3_BITRATES: [u32; 14] = [
-    32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
-];
-
-/// Opus bit rates (kbit/s) accepted: libopus's range.
-pub const OPUS_BITRATES: std::ops::RangeInclusive<u32> = 6..=510;
-
-/// Sample rates (Hz) an output may be resampled to.
-pub const OUTPUT_SAMPLE_RATES: [u32; 9] = [
-    8_000, 11_025, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 96_000,
-];
-
-/// Sample rates MP3 can carry (MPEG-1 and MPEG-2).
-pub const MP3_SAMPLE_RATES: [u32; 6] = [16_000, 22_050, 24_000, 32_000, 44_100, 48_000];
 
 /// Two-pass loudness normalization (EBU R128).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -841,7 +697,8 @@ pub struct JobSpec {
 }
 
 /// The JSON form of a job request, as documented in the API.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+// Parsed by `JobDraft::parse`; this type is its documentation.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
     /// The operation to run.
@@ -858,28 +715,94 @@ pub struct JobRequest {
     pub output: OutputSpec,
 }
 
-impl JobSpec {
-    /// Parses and validates a job request from JSON bytes.
+/// A job request as parsed and validated, whose input may come apart from it (the `file`
+/// part of a multipart form).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobDraft {
+    /// What to do, with its options.
+    pub operation: Operation,
+    /// What to do it to, when the request says.
+    pub input: Option<InputRef>,
+    /// How to name the results.
+    pub output: OutputSpec,
+}
+
+/// A job request as it arrives: [`JobRequest`] with its input optional.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJobRequest {
+    operation: OperationKind,
+    #[serde(default)]
+    input: Option<InputRef>,
+    #[serde(default)]
+    options: serde_json::Value,
+    #[serde(default)]
+    output: OutputSpec,
+}
+
+impl JobDraft {
+    /// Parses and validates a job request from JSON bytes: its fields, the operation's
+    /// options and the output name, in one pass.
     pub fn parse(json: &[u8]) -> Result<Self, SpecError> {
-        let request: JobRequest =
+        let raw: RawJobRequest =
             crate::json::from_slice(json).map_err(|e| SpecError(e.to_string()))?;
-        Self::from_request(request)
+        raw.output.validate()?;
+        Ok(JobDraft {
+            operation: Operation::from_parts(raw.operation, &raw.options)?,
+            input: raw.input,
+            output: raw.output,
+        })
     }
 
-    /// Validates a decoded job request.
-    pub fn from_request(request: JobRequest) -> Result<Self, SpecError> {
-        request.output.validate()?;
-        let operation = Operation::from_parts(request.operation, &request.options)?;
-        if operation.kind() == OperationKind::Download && request.input.url().is_none() {
+    /// The request in canonical form, for idempotency: keys in order and the options as the
+    /// server understood them, so two retries of one request hash the same whatever their
+    /// whitespace or key order.
+    pub fn canonical(&self) -> Vec<u8> {
+        let value = serde_json::json!({
+            "operation": self.operation.kind(),
+            "options": self.operation.options_json(),
+            "input": self.input,
+            "output": self.output,
+        });
+        serde_json::to_vec(&value).expect("JSON values serialize")
+    }
+
+    /// The job, with the input the request named.
+    pub fn into_spec(self) -> Result<JobSpec, SpecError> {
+        let Some(input) = self.input.clone() else {
+            return Err(SpecError("\"input\" is required".into()));
+        };
+        self.complete(input)
+    }
+
+    /// The job, with an input given apart from the request (which must not name one).
+    pub fn with_input(self, input: InputRef) -> Result<JobSpec, SpecError> {
+        if self.input.is_some() {
+            return Err(SpecError(
+                "with a file part, the spec has no `input`".into(),
+            ));
+        }
+        self.complete(input)
+    }
+
+    fn complete(self, input: InputRef) -> Result<JobSpec, SpecError> {
+        if self.operation.kind() == OperationKind::Download && input.url().is_none() {
             return Err(SpecError(
                 "download takes a url input: {\"url\": \"https://…\"}".into(),
             ));
         }
         Ok(JobSpec {
-            operation,
-            input: request.input,
-            output: request.output,
+            operation: self.operation,
+            input,
+            output: self.output,
         })
+    }
+}
+
+impl JobSpec {
+    /// Parses and validates a job request from JSON bytes.
+    pub fn parse(json: &[u8]) -> Result<Self, SpecError> {
+        JobDraft::parse(json)?.into_spec()
     }
 }
 

@@ -6,7 +6,8 @@
 //! never builds a path from an unchecked string. Whether the model is installed and has those
 //! stems is checked where the models are known (the server, at submission).
 
-use crate::operation::{check_encoding, in_range, AudioFormat, SampleFormat, SpecError};
+use crate::format::{check_encoding, AudioFormat, SampleFormat};
+use crate::validate::{in_range, SpecError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -280,11 +281,9 @@ mod tests {
     use serde_json::json;
 
     fn parse(value: serde_json::Value) -> Result<SeparateOptions, String> {
-        match crate::Operation::from_parts(crate::OperationKind::Separate, &value) {
-            Ok(crate::Operation::Separate(options)) => Ok(options),
-            Ok(other) => Err(format!("parsed as {:?}", other.kind())),
-            Err(e) => Err(e.0),
-        }
+        let options: SeparateOptions = crate::json::from_value(value).map_err(|e| e.to_string())?;
+        options.validate().map_err(|e| e.0)?;
+        Ok(options)
     }
 
     #[test]

@@ -11,8 +11,12 @@ use crate::MediaError;
 use audiomill_core::{AnalyzeOptions, Limits};
 use std::path::Path;
 
+/// Least confidence at which a tempo is reported: click tracks and music with a steady beat
+/// score above 0.9, white noise about 0.03.
+pub const MIN_TEMPO_CONFIDENCE: f64 = 0.2;
+
 /// What `analyze` reports about an input.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Analysis {
     /// Container format recognized from the content, e.g. `wav`, `flac`, `mp3`, `ogg`, `mp4`.
     pub container: String,
@@ -52,9 +56,11 @@ pub struct Analysis {
     /// grid. At most the first 10000 are listed.
     pub silence: Vec<Segment>,
     /// Estimated tempo, in beats per minute (40-220). `None` when not asked for, for input
-    /// under 5 s, or without onsets (silence, steady tones).
+    /// under 5 s, without onsets (silence, steady tones), or when no beat is clear enough:
+    /// a confidence under [`MIN_TEMPO_CONFIDENCE`] (white noise scores about 0.03).
     pub tempo_bpm: Option<f64>,
-    /// Confidence of `tempo_bpm`, 0 (no periodicity, e.g. noise) to 1 (a metronome).
+    /// Confidence of the tempo estimate, 0 (no periodicity, e.g. noise) to 1 (a metronome);
+    /// given whenever a tempo was estimated, also when it was too weak to report.
     pub tempo_confidence: Option<f64>,
     /// Waveform overview (lowest and highest sample per channel per bucket); `None` when
     /// `waveform_buckets` is 0. In a job's `result` it is also null when the analysis would
@@ -122,7 +128,9 @@ pub fn analyze(
         clipped_samples: stats.clipped_samples(),
         dc_offset: stats.dc_offset(),
         silence: silence.finish(),
-        tempo_bpm: tempo.map(|t| t.bpm),
+        tempo_bpm: tempo
+            .filter(|t| t.confidence >= MIN_TEMPO_CONFIDENCE)
+            .map(|t| t.bpm),
         tempo_confidence: tempo.map(|t| t.confidence),
         waveform: waveform.map(WaveformBuilder::finish),
     })

@@ -92,7 +92,7 @@ fn run_clipped(length: u32) -> u64 {
 }
 
 /// A stretch of the input, in seconds from its start.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Segment {
     /// Start, in seconds from the start of the input.
     pub start_secs: f64,

@@ -144,6 +144,7 @@ pub use edit::normalize::Normalization;
 pub use error::MediaError;
 pub use levels::Segment;
 pub use loudness::{Levels, LoudnessMeter};
+pub use open::read_tags;
 pub use probe::probe;
 pub use resample::Resampler;
 pub use waveform::{render_waveform_png, Waveform};

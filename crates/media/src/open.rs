@@ -237,6 +237,12 @@ pub(crate) fn make_decoder(
     .map_err(sym_error)
 }
 
+/// The tags of the file at `path`, read without decoding its audio (see [`Tags`] for what is
+/// read and the limits applied).
+pub fn read_tags(path: &Path) -> Result<Tags, MediaError> {
+    Ok(open_track(path)?.tags)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

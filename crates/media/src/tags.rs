@@ -12,8 +12,6 @@
 //! block for FLAC, `OpusTags` with a base64 `METADATA_BLOCK_PICTURE` for Opus, a RIFF
 //! `LIST`/`INFO` chunk (text only) for WAV. The helpers that build those blocks live here.
 
-use crate::MediaError;
-use std::path::Path;
 use symphonia::core::meta::{MetadataRevision, StandardTagKey, StandardVisualKey, Value};
 
 /// Longest text kept, in bytes.
@@ -87,11 +85,6 @@ impl Tags {
         self
     }
 
-    /// The tags of the file at `path`, read without decoding its audio.
-    pub fn read(path: &Path) -> Result<Tags, MediaError> {
-        read_tags(path)
-    }
-
     /// Fills the fields still empty from `other`.
     pub(crate) fn fill_from(&mut self, other: Tags) {
         self.title = self.title.take().or(other.title);
@@ -140,11 +133,6 @@ impl Tags {
             self.cover = front.filter_map(|v| picture(&v.data)).next();
         }
     }
-}
-
-/// The tags of the file at `path` (see [`Tags`] for what is read and the limits applied).
-pub fn read_tags(path: &Path) -> Result<Tags, MediaError> {
-    Ok(crate::open::open_track(path)?.tags)
 }
 
 /// A cover from image bytes: `None` (with a warning when it is only too large) unless it is

@@ -23,7 +23,7 @@ const AXIS: [u8; 4] = [0x80, 0x80, 0x80, 0x60];
 
 /// A waveform overview: the input cut into `buckets` equal stretches, with the lowest and
 /// highest sample of each channel in each.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Waveform {
     /// Number of buckets (stretches of equal length) per channel.
     pub buckets: u32,

@@ -35,7 +35,7 @@ const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
 const STALE_STAGING: Duration = Duration::from_secs(3600);
 
 /// How a model was installed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Origin {
     /// Downloaded from the catalog (`audiomill models pull`).
@@ -93,7 +93,7 @@ impl Manifest {
 }
 
 /// A model of the catalog or an installed one, for listings (`GET /v1/models`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ModelStatus {
     /// The model's name.
     pub name: String,
@@ -621,10 +621,7 @@ pub(crate) fn random_suffix() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
-/// Hex of a digest.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use audiomill_core::digest::hex;
 
 /// SHA-256 (hex) and size of a file.
 pub(crate) fn hash_file(path: &Path) -> Result<(u64, String)> {

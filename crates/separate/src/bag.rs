@@ -427,11 +427,7 @@ fn verify_checksum(path: &Path, checksum: &str) -> Result<(), SeparateError> {
         }
         hasher.update(&buffer[..n]);
     }
-    let actual: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let actual = audiomill_core::digest::hex(&hasher.finalize());
     // Compared exactly as the reference does (`hexdigest()[:len(checksum)] == checksum`).
     if actual.starts_with(checksum) {
         Ok(())

@@ -5,15 +5,12 @@
 //! up, so the response time does not tell which check failed. Failures are logged on the
 //! `security` target with the client address and the reason, never the key.
 
-use audiomill_core::key::ApiKey;
 use audiomill_core::{AccountId, KeyId, Scope};
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{Extensions, HeaderMap};
-use sha2::{Digest, Sha256};
-use std::net::SocketAddr;
 
-use crate::ratelimit::ClientAddr;
+use crate::client::client_addr;
+use crate::credentials::{key_hash, presented_key};
 use crate::{AppError, AppState};
 
 /// The authenticated caller: the account that owns the key. Handlers that take a `Tenant`
@@ -78,32 +75,6 @@ impl Tenant {
     }
 }
 
-/// The client's address: the one the rate-limit middleware resolved (which reads
-/// `X-Forwarded-For` from trusted proxies), else the TCP peer.
-pub fn client_addr(parts: &Parts) -> String {
-    client_addr_in(&parts.extensions)
-}
-
-fn client_addr_in(extensions: &Extensions) -> String {
-    if let Some(ClientAddr(ip)) = extensions.get::<ClientAddr>() {
-        return ip.to_string();
-    }
-    extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
-/// The key text presented, from `Authorization: Bearer` or `X-API-Key`.
-pub(crate) fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
-        let value = value.to_str().ok()?;
-        let (scheme, token) = value.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
-    }
-    headers.get("x-api-key")?.to_str().ok().map(str::trim)
-}
-
 impl FromRequestParts<AppState> for Tenant {
     type Rejection = AppError;
 
@@ -145,25 +116,4 @@ impl FromRequestParts<AppState> for Tenant {
             }),
         }
     }
-}
-
-/// The stored hash of a presented key text, and whether the text is a well-formed key: the
-/// key's own hash when it is, else the hash of the text (which matches nothing).
-pub(crate) fn key_hash(text: &str) -> (String, bool) {
-    match ApiKey::parse(text) {
-        Ok(key) => (key.hash(), true),
-        Err(_) => (hex_sha256(text.as_bytes()), false),
-    }
-}
-
-fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// The client's address for a whole request.
-pub fn client_addr_of<B>(request: &axum::http::Request<B>) -> String {
-    client_addr_in(request.extensions())
 }

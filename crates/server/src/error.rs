@@ -94,13 +94,18 @@ impl AppError {
         Self::new(StatusCode::CONFLICT, "conflict", detail)
     }
 
-    /// 413: the body is larger than allowed.
+    /// 413: an upload is larger than allowed.
     pub fn payload_too_large(limit: u64) -> Self {
-        let mut e = Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the upload exceeds the limit of {limit} bytes"),
-        );
+        Self::too_large(format!("the upload exceeds the limit of {limit} bytes"))
+    }
+
+    /// 413: a body (or a part of one) is larger than `limit` bytes.
+    pub fn body_too_large(what: &str, limit: u64) -> Self {
+        Self::too_large(format!("{what} is at most {limit} bytes"))
+    }
+
+    fn too_large(detail: String) -> Self {
+        let mut e = Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail);
         // We stop reading the body here; the rest of it is still on the wire, so the
         // connection cannot carry another request.
         e.headers

@@ -2,7 +2,6 @@
 //! wrong (axum's own `Json` answers with plain text).
 
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::{AppError, AppState};
@@ -16,15 +15,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, AppError> {
         let limit = state.config().max_json_bytes;
-        let bytes = axum::body::to_bytes(request.into_body(), limit)
-            .await
-            .map_err(|_| {
-                AppError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    format!("the body is at most {limit} bytes"),
-                )
-            })?;
+        let bytes = crate::body::read_capped(request.into_body(), limit, "the body").await?;
         audiomill_core::json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| AppError::unprocessable("invalid_request", e.to_string()))

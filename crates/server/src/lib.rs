@@ -13,6 +13,9 @@
 //! Must not depend on: the media engine, the worker, SQL (only the `Store` trait).
 
 mod auth;
+mod body;
+mod client;
+mod credentials;
 mod error;
 mod extract;
 mod http;
@@ -24,9 +27,10 @@ mod state;
 pub mod views;
 
 pub use auth::Tenant;
+pub use client::{CidrError, ClientAddr, IpCidr};
 pub use error::{AppError, Problem};
 pub use metrics::HttpMetrics;
-pub use ratelimit::{CidrError, ClientAddr, Decision, IpCidr, RateLimiter, Subject};
+pub use ratelimit::{Decision, RateLimiter, Subject};
 pub use state::{
     AppState, InstalledModel, ModelLookupError, ModelRegistry, ModelSummary, NoModels, Prober,
     ServerConfig,

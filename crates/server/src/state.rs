@@ -11,8 +11,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use utoipa::ToSchema;
 
+use crate::client::IpCidr;
 use crate::metrics::HttpMetrics;
-use crate::ratelimit::{IpCidr, RateLimiter};
+use crate::ratelimit::RateLimiter;
 
 /// Reads what an uploaded file is. The binary plugs in the media engine (run in a sandboxed
 /// child process), so the server itself never parses untrusted media.

@@ -165,3 +165,55 @@ pub struct JobPage {
     /// Pass as `cursor` to get the next page; absent on the last page.
     pub next_cursor: Option<JobId>,
 }
+
+/// Readiness: each dependency and its state.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `unavailable`.
+    pub status: &'static str,
+    /// `ok` or `error`.
+    pub database: &'static str,
+    /// `ok` or `error`.
+    pub storage: &'static str,
+    /// `ok` or `low` (below the configured minimum) or `error`.
+    pub disk: &'static str,
+    /// Free bytes on the data directory's file system, when known.
+    pub disk_free_bytes: Option<u64>,
+    /// yt-dlp's version, or `missing` (links to sites fail; everything else works).
+    pub yt_dlp: String,
+}
+
+/// Usage of one operation in the period.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OperationUsage {
+    pub operation: OperationKind,
+    /// Seconds charged for jobs of this operation that succeeded.
+    pub used_seconds: f64,
+    /// Jobs of this operation that succeeded.
+    pub jobs: u64,
+}
+
+/// The account's usage of its plan in the current period (a calendar month, UTC).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageView {
+    /// The plan the account is on.
+    pub plan: String,
+    /// `YYYY-MM`.
+    pub period: String,
+    /// When the period ends and the quota resets (RFC 3339).
+    pub period_end: String,
+    /// Seconds of audio per period the plan allows.
+    pub quota_seconds: u64,
+    /// Seconds charged for jobs that succeeded.
+    pub used_seconds: f64,
+    /// Seconds held by jobs queued or running (settled when they end).
+    pub reserved_seconds: f64,
+    /// What new jobs may still reserve.
+    pub remaining_seconds: f64,
+    /// Jobs queued or running, and the plan's limit.
+    pub active_jobs: u32,
+    pub concurrent_jobs_limit: u32,
+    pub by_operation: Vec<OperationUsage>,
+    /// How long the account's files are kept.
+    pub retention: RetentionView,
+}

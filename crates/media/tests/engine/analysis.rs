@@ -218,6 +218,22 @@ fn tempo_of_click_tracks() {
 }
 
 #[test]
+fn a_beat_too_weak_to_trust_is_no_tempo_but_keeps_its_confidence() {
+    let dir = tempdir();
+    let path = file(&dir, "noise.wav");
+    let mut noise = Noise(7);
+    let samples: Vec<f64> = (0..20 * 44_100).map(|_| 0.3 * noise.next()).collect();
+    write_stereo(&path, &samples);
+    let a = defaults(&path);
+    assert_eq!(a.tempo_bpm, None, "{:?}", a.tempo_confidence);
+    let confidence = a.tempo_confidence.unwrap();
+    assert!(
+        confidence < audiomill_media::analyze::MIN_TEMPO_CONFIDENCE,
+        "{confidence}"
+    );
+}
+
+#[test]
 fn no_tempo_when_short_silent_steady_or_not_asked() {
     let dir = tempdir();
     let short = file(&dir, "short.wav");

@@ -556,7 +556,7 @@ fn ffprobe_tags(path: &Path) -> (std::collections::BTreeMap<String, String>, boo
 
 #[test]
 fn tags_and_cover_follow_the_audio() {
-    use audiomill_media::tags::read_tags;
+    use audiomill_media::read_tags;
     if !have_ffmpeg() {
         return;
     }
@@ -667,7 +667,8 @@ fn id3_frame(id: &[u8; 4], body: &[u8]) -> Vec<u8> {
 
 #[test]
 fn oversized_tags_are_cut_and_oversized_covers_dropped() {
-    use audiomill_media::tags::{read_tags, MAX_COVER_BYTES, MAX_TEXT_BYTES};
+    use audiomill_media::read_tags;
+    use audiomill_media::tags::{MAX_COVER_BYTES, MAX_TEXT_BYTES};
     let dir = tempdir();
     let wav = file(&dir, "in.wav");
     write_wav(&wav, 44_100, 1, 44_100, Pcm::I16, |n, _| {

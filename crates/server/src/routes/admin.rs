@@ -2,7 +2,7 @@
 //! `plan`, `account` and `key` commands do the same on the database directly.
 
 use audiomill_core::{KeyId, PlanLimits, PlanName, Scope};
-use audiomill_store::{Account, KeyRecord, Plan, StoreError};
+use audiomill_store::{Account, KeyRecord, Plan};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -152,7 +152,7 @@ pub async fn list_plans(
     tenant: Tenant,
 ) -> Result<Json<Vec<PlanView>>, AppError> {
     tenant.require(Scope::Admin)?;
-    let plans = state.store().list_plans().await?;
+    let plans = admin::list_plans(state.store()).await?;
     let server = state.config().retention;
     Ok(Json(
         plans
@@ -174,18 +174,12 @@ pub async fn create_plan(
 ) -> Result<Response, AppError> {
     tenant.require(Scope::Admin)?;
     let NewPlan { name, limits } = body.0;
-    limits
-        .validate()
-        .map_err(|e| AppError::unprocessable("invalid_request", e.0))?;
-    match state.store().create_plan(&name, &limits).await {
-        Ok(plan) => Ok(created_at(
-            StatusCode::CREATED,
-            format!("/v1/admin/plans/{name}"),
-            PlanView::on(plan, state.config().retention),
-        )),
-        Err(StoreError::Conflict(_)) => Err(AppError::conflict(format!("plan {name} exists"))),
-        Err(e) => Err(e.into()),
-    }
+    let plan = admin::create_plan(state.store(), &name, &limits).await?;
+    Ok(created_at(
+        StatusCode::CREATED,
+        format!("/v1/admin/plans/{name}"),
+        PlanView::on(plan, state.config().retention),
+    ))
 }
 
 /// Replace a plan's limits.
@@ -201,14 +195,8 @@ pub async fn update_plan(
 ) -> Result<StatusCode, AppError> {
     tenant.require(Scope::Admin)?;
     let name = PlanName::parse(&name).map_err(|_| AppError::not_found("plan"))?;
-    body.0
-        .validate()
-        .map_err(|e| AppError::unprocessable("invalid_request", e.0))?;
-    if state.store().update_plan(&name, &body.0).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(AppError::not_found("plan"))
-    }
+    admin::update_plan(state.store(), &name, &body.0).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Accounts.
@@ -220,7 +208,7 @@ pub async fn list_accounts(
     tenant: Tenant,
 ) -> Result<Json<Vec<AccountView>>, AppError> {
     tenant.require(Scope::Admin)?;
-    let accounts = state.store().list_accounts().await?;
+    let accounts = admin::list_accounts(state.store()).await?;
     Ok(Json(accounts.into_iter().map(AccountView::from).collect()))
 }
 
@@ -235,24 +223,15 @@ pub async fn create_account(
     body: crate::extract::JsonBody<NewAccount>,
 ) -> Result<Response, AppError> {
     tenant.require(Scope::Admin)?;
-    let name = admin::check_name("an account name", &body.0.name)?;
-    match state
-        .store()
-        .create_account(&name, Some(&body.0.plan))
-        .await
-    {
-        Ok(account) => Ok(created_at(
-            StatusCode::CREATED,
-            format!(
-                "/v1/admin/accounts/{}",
-                audiomill_core::text::path_segment(&name)
-            ),
-            AccountView::from(account),
-        )),
-        Err(StoreError::Conflict(_)) => Err(AppError::conflict("the account exists")),
-        Err(StoreError::NotFound(_)) => Err(AppError::not_found("plan")),
-        Err(e) => Err(e.into()),
-    }
+    let account = admin::create_account(state.store(), &body.0.name, &body.0.plan).await?;
+    Ok(created_at(
+        StatusCode::CREATED,
+        format!(
+            "/v1/admin/accounts/{}",
+            audiomill_core::text::path_segment(&account.name)
+        ),
+        AccountView::from(account),
+    ))
 }
 
 /// Move an account to another plan.
@@ -267,21 +246,8 @@ pub async fn set_account_plan(
     body: crate::extract::JsonBody<AccountPlan>,
 ) -> Result<StatusCode, AppError> {
     tenant.require(Scope::Admin)?;
-    let account = state
-        .store()
-        .account_by_name(&name)
-        .await?
-        .ok_or_else(|| AppError::not_found("account"))?;
-    match state
-        .store()
-        .set_account_plan(account.id, &body.0.plan)
-        .await
-    {
-        Ok(true) => Ok(StatusCode::NO_CONTENT),
-        Ok(false) => Err(AppError::not_found("account")),
-        Err(StoreError::NotFound(_)) => Err(AppError::not_found("plan")),
-        Err(e) => Err(e.into()),
-    }
+    admin::set_account_plan(state.store(), &name, &body.0.plan).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Keys (never their secrets).
@@ -293,7 +259,7 @@ pub async fn list_keys(
     tenant: Tenant,
 ) -> Result<Json<Vec<KeyView>>, AppError> {
     tenant.require(Scope::Admin)?;
-    let keys = state.store().list_keys().await?;
+    let keys = admin::list_keys(state.store()).await?;
     Ok(Json(keys.into_iter().map(KeyView::from).collect()))
 }
 
@@ -336,11 +302,8 @@ pub async fn revoke_key(
     IdPath(id): IdPath<KeyId>,
 ) -> Result<StatusCode, AppError> {
     tenant.require(Scope::Admin)?;
-    if state.store().revoke_key(id, chrono::Utc::now()).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(AppError::not_found("key"))
-    }
+    admin::revoke_key(state.store(), id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Rotate a key: a new key (same account, name, scopes) now, the old one expiring later.
@@ -356,14 +319,7 @@ pub async fn rotate_key(
 ) -> Result<Response, AppError> {
     tenant.require(Scope::Admin)?;
     let id: KeyId = id.parse().map_err(|_| AppError::not_found("key"))?;
-    if body.0.expire_old_in_hours > 720 {
-        return Err(AppError::unprocessable(
-            "invalid_request",
-            "expire_old_in_hours is at most 720",
-        ));
-    }
-    let until = chrono::Utc::now() + chrono::Duration::hours(i64::from(body.0.expire_old_in_hours));
-    let (record, key) = admin::rotate_key(state.store(), id, until).await?;
+    let (record, key, _) = admin::rotate_key(state.store(), id, body.0.expire_old_in_hours).await?;
     Ok(created_at(
         StatusCode::CREATED,
         format!("/v1/admin/keys/{}", record.id),

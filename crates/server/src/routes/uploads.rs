@@ -85,10 +85,5 @@ pub async fn get(
     IdPath(id): IdPath<UploadId>,
 ) -> Result<Json<UploadView>, AppError> {
     tenant.require(Scope::JobsRead)?;
-    let upload = state
-        .store()
-        .get_upload(tenant.account, id)
-        .await?
-        .ok_or_else(|| AppError::not_found("upload"))?;
-    Ok(Json(upload.into()))
+    Ok(Json(svc::get(&state, tenant, id).await?.into()))
 }

@@ -1,14 +1,15 @@
 //! Submitting, listing, canceling and deleting jobs.
 
 use audiomill_blob::BlobKey;
-use audiomill_core::{InputRef, JobId, JobRequest, JobSpec, JobState, Operation, SeparateOptions};
+use audiomill_core::{InputRef, JobDraft, JobId, JobSpec, JobState, Operation, SeparateOptions};
 use audiomill_store::{CancelOutcome, Idempotency, InsertJob, Job, JobFilter, NewJob};
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Request};
+use axum::http::HeaderMap;
 use chrono::Utc;
-use sha2::{Digest, Sha256};
 
-use crate::auth::{client_addr_of, Tenant};
+use crate::auth::Tenant;
+use crate::body;
+use crate::client::client_addr_of;
 use crate::service::page::{self, PageQuery};
 use crate::service::{quota, uploads, url_inputs};
 use crate::state::ModelLookupError;
@@ -31,22 +32,49 @@ pub fn idempotency(
             "Idempotency-Key must be 1-255 visible ASCII characters",
         ));
     }
-    let request_hash = Sha256::digest(canonical_request)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let request_hash = audiomill_core::digest::sha256_hex(canonical_request);
     Ok(Some(Idempotency {
         key: key.to_owned(),
         request_hash,
     }))
 }
 
-/// The canonical form of a JSON job request, for idempotency: parsed and re-serialized, so
-/// whitespace and key order do not make a retry look like a different request.
-pub fn canonical_json(body: &[u8]) -> Vec<u8> {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .and_then(|v| serde_json::to_vec(&v))
-        .unwrap_or_else(|_| body.to_vec())
+/// The `Idempotency-Key` header, when present and readable.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
+    headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().map(str::to_owned))
+        .transpose()
+        .map_err(|_| AppError::bad_request("Idempotency-Key must be visible ASCII"))
+}
+
+/// A job request's JSON, parsed and validated once.
+fn parse_draft(json: &[u8]) -> Result<JobDraft, AppError> {
+    JobDraft::parse(json).map_err(|e| AppError::unprocessable("invalid_job", e.0))
+}
+
+/// `POST /v1/jobs`: a JSON job request, or a multipart form whose `file` part is the input
+/// and whose `spec` part is the request without `input`. Both are parsed by the same
+/// [`JobDraft::parse`], and a retry with the same `Idempotency-Key` is recognized by the
+/// draft's canonical form (plus the file's SHA-256 for a form).
+pub async fn submit_request(
+    state: &AppState,
+    tenant: Tenant,
+    request: Request,
+) -> Result<Submitted, AppError> {
+    let key = idempotency_key(request.headers())?;
+    if uploads::is_multipart(&request) {
+        return submit_form(state, tenant, request, key.as_deref()).await;
+    }
+    let client = client_addr_of(&request);
+    let limit = state.config().max_json_bytes;
+    let body = body::read_capped(request.into_body(), limit, "a job request").await?;
+    let draft = parse_draft(&body)?;
+    let idem = idempotency(key.as_deref(), &draft.canonical())?;
+    let spec = draft
+        .into_spec()
+        .map_err(|e| AppError::unprocessable("invalid_job", e.0))?;
+    submit(state, tenant, &client, spec, idem).await
 }
 
 /// Checks the input exists for this tenant and inserts the job (with its idempotency key).
@@ -194,8 +222,10 @@ async fn check_model(state: &AppState, options: &SeparateOptions) -> Result<(), 
     Ok(())
 }
 
-/// The multipart form of job submission: upload the `file` part, then submit `spec` with it.
-pub async fn submit_multipart(
+/// The multipart form of job submission: the `spec` part (read with the JSON cap, parsed as
+/// soon as it arrives) and the `file` part (streamed under the upload cap), then the upload
+/// stored and the job submitted with it. A refused spec stores nothing.
+async fn submit_form(
     state: &AppState,
     tenant: Tenant,
     request: Request,
@@ -207,7 +237,7 @@ pub async fn submit_multipart(
     let mut form = Multipart::from_request(request, state)
         .await
         .map_err(|_| AppError::bad_request("malformed multipart body"))?;
-    let mut spec_bytes: Option<Bytes> = None;
+    let mut draft: Option<JobDraft> = None;
     let mut file = None;
     while let Some(mut field) = form
         .next_field()
@@ -215,15 +245,17 @@ pub async fn submit_multipart(
         .map_err(|e| uploads::refused(state, tenant, &client, uploads::multipart_error(e, cap)))?
     {
         match field.name() {
-            Some("spec") if spec_bytes.is_none() => {
-                let bytes = field
-                    .bytes()
-                    .await
-                    .map_err(|e| uploads::multipart_error(e, cap))?;
-                if bytes.len() > state.config().max_json_bytes {
-                    return Err(AppError::bad_request("the spec part is too large"));
+            Some("spec") if draft.is_none() => {
+                let limit = state.config().max_json_bytes;
+                let bytes = body::read_field_capped(&mut field, limit, "the spec part").await?;
+                let parsed = parse_draft(&bytes)?;
+                if parsed.input.is_some() {
+                    return Err(AppError::unprocessable(
+                        "invalid_job",
+                        "with a file part, the spec has no `input`",
+                    ));
                 }
-                spec_bytes = Some(bytes);
+                draft = Some(parsed);
             }
             Some("file") if file.is_none() => {
                 let name = field.file_name().map(str::to_owned);
@@ -239,42 +271,22 @@ pub async fn submit_multipart(
             }
         }
     }
-    let (Some(spec_bytes), Some((received, filename))) = (spec_bytes, file) else {
+    let (Some(draft), Some((received, filename))) = (draft, file) else {
         return Err(AppError::bad_request(
             "the form needs a `file` part and a `spec` part",
         ));
     };
-    // Validate the spec before storing the file, so a bad spec leaves nothing behind.
-    let mut spec_json: serde_json::Value = audiomill_core::json::from_slice(&spec_bytes)
-        .map_err(|e| AppError::unprocessable("invalid_job", e.to_string()))?;
-    let object = spec_json
-        .as_object_mut()
-        .ok_or_else(|| AppError::unprocessable("invalid_job", "the spec must be a JSON object"))?;
-    if object.contains_key("input") {
-        return Err(AppError::unprocessable(
-            "invalid_job",
-            "with a file part, the spec has no `input`",
-        ));
-    }
-    let placeholder = InputRef::Upload(audiomill_core::UploadId::new());
-    object.insert(
-        "input".into(),
-        serde_json::to_value(placeholder).expect("ids serialize"),
-    );
-    let request: JobRequest = audiomill_core::json::from_value(spec_json.clone())
-        .map_err(|e| AppError::unprocessable("invalid_job", e.to_string()))?;
-    let mut spec =
-        JobSpec::from_request(request).map_err(|e| AppError::unprocessable("invalid_job", e.0))?;
-    // A retry carries the same file and spec: hash both.
     let upload = uploads::store_upload(state, tenant, &plan, received, filename)
         .await
         .map_err(|e| uploads::refused(state, tenant, &client, e))?;
-    object_without_input(&mut spec_json);
-    let mut canonical = serde_json::to_vec(&spec_json).expect("JSON values serialize");
+    // A retry carries the same file and spec: hash both.
+    let mut canonical = draft.canonical();
     canonical.extend_from_slice(upload.sha256.as_bytes());
     let submitted = async {
         let idem = idempotency(idempotency_key, &canonical)?;
-        spec.input = InputRef::Upload(upload.id);
+        let spec = draft
+            .with_input(InputRef::Upload(upload.id))
+            .map_err(|e| AppError::unprocessable("invalid_job", e.0))?;
         submit(state, tenant, &client, spec, idem).await
     }
     .await;
@@ -286,12 +298,6 @@ pub async fn submit_multipart(
             uploads::discard(state, &upload).await;
             other
         }
-    }
-}
-
-fn object_without_input(value: &mut serde_json::Value) {
-    if let Some(object) = value.as_object_mut() {
-        object.remove("input");
     }
 }
 
@@ -342,6 +348,15 @@ pub async fn list(
         )
         .await?;
     Ok(query.page.split(jobs, |j| j.id))
+}
+
+/// One of the tenant's jobs (`404` for another's, as for one that does not exist).
+pub async fn get(state: &AppState, tenant: Tenant, id: JobId) -> Result<Job, AppError> {
+    state
+        .store()
+        .get_job(tenant.account, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("job"))
 }
 
 /// What `DELETE /v1/jobs/{id}` did.

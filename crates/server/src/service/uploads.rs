@@ -101,7 +101,7 @@ impl Receiver {
             })?;
             if let Err(e) = self.write(&chunk).await {
                 if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    linger(&mut stream).await;
+                    crate::body::linger(&mut stream).await;
                 }
                 return Err(e);
             }
@@ -123,12 +123,7 @@ impl Receiver {
     pub async fn finish(mut self) -> Result<(TempFile, String, u64), AppError> {
         self.file.flush().await?;
         self.file.sync_all().await?;
-        let hash = self
-            .hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hash = audiomill_core::digest::hex(&self.hasher.finalize());
         Ok((self.temp, hash, self.len))
     }
 }
@@ -172,7 +167,7 @@ pub async fn upload(
     tenant: Tenant,
     request: axum::extract::Request,
 ) -> Result<Upload, AppError> {
-    let client = crate::auth::client_addr_of(&request);
+    let client = crate::client::client_addr_of(&request);
     let result = async {
         let plan = TenantLimits::of(state, tenant).await?;
         let (received, filename) = if is_multipart(&request) {
@@ -289,6 +284,15 @@ pub async fn store_upload(
     Ok(upload)
 }
 
+/// One of the tenant's uploads (`404` for another's).
+pub async fn get(state: &AppState, tenant: Tenant, id: UploadId) -> Result<Upload, AppError> {
+    state
+        .store()
+        .get_upload(tenant.account, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("upload"))
+}
+
 /// A page of the tenant's uploads, newest first, and the cursor of the next page. Takes
 /// `limit` and `cursor`; anything else is a `400`.
 pub async fn list(
@@ -355,29 +359,6 @@ pub fn sanitize_filename(name: &str) -> String {
         .collect::<String>()
         .trim()
         .to_owned()
-}
-
-/// Most bytes read and thrown away after a body passed the cap, and for how long.
-const LINGER_BYTES: u64 = 4 << 20;
-const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Reads and discards a little more of a refused body before the `413` (or `429`) goes out. A client
-/// still sending would otherwise hit a closed connection (a broken pipe) and never read the
-/// answer; the drain is bounded in bytes and time, so it costs an abuser nothing he can use.
-pub(crate) async fn linger<S, E>(stream: &mut S)
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-{
-    let drain = async {
-        let mut drained = 0u64;
-        while let Some(Ok(chunk)) = stream.next().await {
-            drained += chunk.len() as u64;
-            if drained > LINGER_BYTES {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
 
 /// What an account's plan narrows in the server's own limits, for one request.
